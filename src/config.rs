@@ -1,0 +1,355 @@
+//! Environment -> typed configuration.
+//!
+//! Every setting comes from an environment variable (a `.env` file in the working
+//! directory is read first by `main`, without overriding the real environment).
+//! Defaults work on a developer machine with the local PostgreSQL; production
+//! (`PODFORGE_ENV=production`) refuses to start without the secrets it needs.
+//!
+//! This module knows nothing of the database, HTTP or GraphQL: it only parses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// The local development database: the machine's PostgreSQL, database `podforge`
+/// (created when missing). TLS off because it is loopback.
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/podforge?sslmode=disable";
+
+/// Which rules apply: development is forgiving, production is strict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Random per-process JWT secret with a warning, GraphiQL and introspection on.
+    Development,
+    /// `JWT_SECRET` required, GraphiQL and introspection off unless enabled.
+    Production,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable single lines (development default).
+    Compact,
+    /// One JSON object per line (production default).
+    Json,
+}
+
+/// How pooled connections are checked before reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recycling {
+    /// Only check that no transaction is open.
+    Fast,
+    /// Also run a test query (`SELECT 1`) before handing a connection out.
+    Verified,
+}
+
+/// Database settings (`DATABASE_URL` and `PODFORGE_DB_*`).
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// libpq-style URL or key=value string. Understood TLS parameters:
+    /// `sslmode` (disable, prefer, require, verify-ca, verify-full) and `sslrootcert`.
+    pub url: String,
+    /// Session-mode URL for the process's LISTEN connection. Transaction-mode
+    /// poolers (PgBouncer, Supabase's pooler on 6543) drop LISTEN registrations,
+    /// so point this at the direct or session port. Defaults to `url`.
+    pub listen_url: Option<String>,
+    /// Extra PEM bundle trusted for server certificates, in addition to the
+    /// system roots (`PODFORGE_DB_CA_FILE`). `sslrootcert` in the URL also works.
+    pub ca_file: Option<PathBuf>,
+    /// Maximum open connections in the pool.
+    pub pool_size: usize,
+    /// How long a request waits for a free connection before UNAVAILABLE.
+    pub pool_wait_timeout: Duration,
+    /// Connect (TCP + TLS + startup) deadline for a new connection.
+    pub connect_timeout: Duration,
+    /// Connections older than this are closed instead of reused.
+    pub max_lifetime: Duration,
+    /// Check performed before a pooled connection is reused.
+    pub recycling: Recycling,
+    /// `statement_timeout` set on every pooled connection; zero disables.
+    pub statement_timeout: Duration,
+    /// Create the database when the server says it does not exist.
+    pub create_if_missing: bool,
+}
+
+/// Token settings (`JWT_SECRET`, `PODFORGE_*_TOKEN_TTL_SECS`).
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// HMAC key for HS256 access tokens (at least 32 bytes in production).
+    pub jwt_secret: Vec<u8>,
+    /// True when the secret was generated for this process only.
+    pub jwt_secret_is_ephemeral: bool,
+    /// Access token lifetime.
+    pub access_token_ttl: Duration,
+    /// Refresh token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// Clock skew tolerated when checking `exp`.
+    pub leeway: Duration,
+    /// Argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations (OWASP: 2).
+    pub argon2_iterations: u32,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("AuthConfig")
+            .field("jwt_secret", &"<redacted>")
+            .field("jwt_secret_is_ephemeral", &self.jwt_secret_is_ephemeral)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Limits that protect the service from hostile or accidental overload.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most operations in one batched HTTP request.
+    pub max_batch: usize,
+    /// Deepest selection nesting, fragments inlined.
+    pub max_depth: usize,
+    /// Most selected fields in one operation, aliases and inlined fragments counted.
+    pub max_complexity: usize,
+    /// Most directives on one field or fragment.
+    pub max_directives_per_field: usize,
+    /// Most generations a user may have running (not terminal) at once.
+    pub max_active_generations: usize,
+}
+
+/// The whole service configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Development or production rules.
+    pub environment: Environment,
+    /// Address the HTTP server binds (`PODFORGE_BIND`).
+    pub bind: SocketAddr,
+    /// Database settings.
+    pub database: DatabaseConfig,
+    /// Token and password settings.
+    pub auth: AuthConfig,
+    /// Origins allowed by CORS; `*` allows any (`PODFORGE_CORS_ORIGINS`, comma separated).
+    pub cors_origins: Vec<String>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Serve GraphiQL at `GET /graphql`.
+    pub graphiql: bool,
+    /// Answer introspection queries.
+    pub introspection: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Reads one typed variable through `lookup`.
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{name}={v:?} is not valid: {e}")),
+        }
+    }
+
+    fn secs(&self, name: &str, default: u64) -> anyhow::Result<Duration> {
+        Ok(Duration::from_secs(self.parse(name, default)?))
+    }
+
+    fn millis(&self, name: &str, default: u64) -> anyhow::Result<Duration> {
+        Ok(Duration::from_millis(self.parse(name, default)?))
+    }
+
+    fn flag(&self, name: &str, default: bool) -> anyhow::Result<bool> {
+        match self.raw(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+            Some(v) => bail!("{name}={v:?} is not a boolean (use true or false)"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    ///
+    /// Errors name the variable at fault and what it must look like.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let env = Env { lookup };
+        let environment = match env.raw("PODFORGE_ENV").as_deref().map(str::trim) {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => bail!("PODFORGE_ENV={other:?} must be development or production"),
+        };
+        let production = environment == Environment::Production;
+
+        let (jwt_secret, jwt_secret_is_ephemeral) = match env.raw("JWT_SECRET") {
+            Some(secret) => {
+                if production && secret.len() < 32 {
+                    bail!("JWT_SECRET must be at least 32 bytes in production");
+                }
+                (secret.into_bytes(), false)
+            }
+            None if production => {
+                bail!(
+                    "JWT_SECRET is required when PODFORGE_ENV=production (32 bytes or more, e.g. `openssl rand -base64 48`)"
+                )
+            }
+            None => {
+                let secret: [u8; 32] = rand::random();
+                (secret.to_vec(), true)
+            }
+        };
+
+        let database = DatabaseConfig {
+            url: env
+                .raw("DATABASE_URL")
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            listen_url: env.raw("PODFORGE_LISTEN_DATABASE_URL"),
+            ca_file: env.raw("PODFORGE_DB_CA_FILE").map(PathBuf::from),
+            pool_size: env.parse("PODFORGE_DB_POOL_SIZE", 10)?,
+            pool_wait_timeout: env.millis("PODFORGE_DB_POOL_TIMEOUT_MS", 5_000)?,
+            connect_timeout: env.millis("PODFORGE_DB_CONNECT_TIMEOUT_MS", 5_000)?,
+            max_lifetime: env.secs("PODFORGE_DB_MAX_LIFETIME_SECS", 30 * 60)?,
+            recycling: match env.raw("PODFORGE_DB_RECYCLING").as_deref().map(str::trim) {
+                None | Some("verified") => Recycling::Verified,
+                Some("fast") => Recycling::Fast,
+                Some(other) => bail!("PODFORGE_DB_RECYCLING={other:?} must be fast or verified"),
+            },
+            statement_timeout: env.millis("PODFORGE_DB_STATEMENT_TIMEOUT_MS", 30_000)?,
+            create_if_missing: env.flag("PODFORGE_DB_CREATE", true)?,
+        };
+        if database.pool_size == 0 {
+            bail!("PODFORGE_DB_POOL_SIZE must be at least 1");
+        }
+
+        let auth = AuthConfig {
+            jwt_secret,
+            jwt_secret_is_ephemeral,
+            access_token_ttl: env.secs("PODFORGE_ACCESS_TOKEN_TTL_SECS", 15 * 60)?,
+            refresh_token_ttl: env.secs("PODFORGE_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
+            leeway: env.secs("PODFORGE_TOKEN_LEEWAY_SECS", 30)?,
+            argon2_memory_kib: env.parse("PODFORGE_ARGON2_MEMORY_KIB", 19_456)?,
+            argon2_iterations: env.parse("PODFORGE_ARGON2_ITERATIONS", 2)?,
+        };
+
+        let cors_origins = env
+            .raw("PODFORGE_CORS_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_else(|| {
+                if production {
+                    Vec::new()
+                } else {
+                    vec!["*".to_owned()]
+                }
+            });
+
+        let limits = Limits {
+            max_body_bytes: env.parse("PODFORGE_MAX_BODY_BYTES", 2 * 1024 * 1024)?,
+            max_batch: env.parse("PODFORGE_MAX_BATCH", 10)?,
+            max_depth: env.parse("PODFORGE_MAX_DEPTH", 12)?,
+            max_complexity: env.parse("PODFORGE_MAX_COMPLEXITY", 500)?,
+            max_directives_per_field: env.parse("PODFORGE_MAX_DIRECTIVES", 4)?,
+            max_active_generations: env.parse("PODFORGE_MAX_ACTIVE_GENERATIONS", 3)?,
+        };
+
+        Ok(Self {
+            environment,
+            bind: env
+                .parse("PODFORGE_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))
+                .context("PODFORGE_BIND must be host:port, e.g. 0.0.0.0:8080")?,
+            database,
+            auth,
+            cors_origins,
+            limits,
+            graphiql: env.flag("PODFORGE_GRAPHIQL", !production)?,
+            introspection: env.flag("PODFORGE_INTROSPECTION", !production)?,
+            log_format: match env.raw("PODFORGE_LOG_FORMAT").as_deref().map(str::trim) {
+                None if production => LogFormat::Json,
+                None => LogFormat::Compact,
+                Some("json") => LogFormat::Json,
+                Some("compact") | Some("text") => LogFormat::Compact,
+                Some(other) => bail!("PODFORGE_LOG_FORMAT={other:?} must be json or compact"),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(&move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn development_defaults_work_without_any_variable() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.environment, Environment::Development);
+        assert!(c.auth.jwt_secret_is_ephemeral);
+        assert_eq!(c.auth.jwt_secret.len(), 32);
+        assert_eq!(c.database.url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert!(c.graphiql && c.introspection);
+        assert_eq!(c.cors_origins, vec!["*"]);
+    }
+
+    #[test]
+    fn production_requires_a_long_jwt_secret() {
+        let err = config(&[("PODFORGE_ENV", "production")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET is required"));
+        let err = config(&[("PODFORGE_ENV", "production"), ("JWT_SECRET", "short")]).unwrap_err();
+        assert!(err.to_string().contains("at least 32 bytes"));
+        let c = config(&[
+            ("PODFORGE_ENV", "production"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ])
+        .unwrap();
+        assert!(!c.graphiql && !c.introspection && c.cors_origins.is_empty());
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = config(&[("PODFORGE_DB_POOL_SIZE", "many")]).unwrap_err();
+        assert!(err.to_string().contains("PODFORGE_DB_POOL_SIZE"), "{err}");
+        let err = config(&[("PODFORGE_BIND", "nowhere")]).unwrap_err();
+        assert!(format!("{err:#}").contains("PODFORGE_BIND"), "{err:#}");
+        let err = config(&[("PODFORGE_GRAPHIQL", "perhaps")]).unwrap_err();
+        assert!(err.to_string().contains("PODFORGE_GRAPHIQL"));
+    }
+}

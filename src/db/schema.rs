@@ -1,0 +1,79 @@
+//! Diesel table definitions, kept by hand (diesel_cli's `print-schema` needs
+//! libpq). They must match `migrations/`; the integration tests exercise every
+//! column, so a drift fails a test.
+//!
+//! Generated columns (`podcasts.search`) are left out: nothing writes them and
+//! queries reach them through SQL fragments.
+
+diesel::table! {
+    /// Accounts.
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        password_hash -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Sign-in sessions; one refresh-token rotation family each.
+    sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Refresh tokens, SHA-256 hashed.
+    refresh_tokens (id) {
+        id -> Uuid,
+        session_id -> Uuid,
+        token_hash -> Bytea,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// The podcast library.
+    podcasts (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        topic -> Text,
+        status -> Text,
+        stage -> Nullable<Text>,
+        progress -> Float4,
+        format -> Text,
+        language -> Text,
+        target_duration_seconds -> Int4,
+        hosts -> Jsonb,
+        audience -> Nullable<Text>,
+        tone -> Nullable<Text>,
+        instructions -> Nullable<Text>,
+        requested_sources -> Jsonb,
+        idempotency_key -> Nullable<Text>,
+        title -> Nullable<Text>,
+        description -> Nullable<Text>,
+        tags -> Array<Text>,
+        show_notes -> Nullable<Text>,
+        estimated_duration_seconds -> Nullable<Int4>,
+        word_count -> Nullable<Int4>,
+        usage -> Nullable<Jsonb>,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        error_retryable -> Nullable<Bool>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(podcasts -> users (owner_id));
+diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens, podcasts);

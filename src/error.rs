@@ -1,0 +1,177 @@
+//! The service-boundary error: what a use-case can tell its caller.
+//!
+//! Layers: `db/` returns diesel's `QueryResult`; jobs, clients and the CLI use
+//! `anyhow` with context; services return [`ApiError`]; the GraphQL layer maps
+//! [`ApiError`] to `extensions.code` in exactly one place
+//! (`graphql::error`). Library errors are mapped on purpose here: diesel's
+//! `NotFound` to NOT_FOUND, a pool timeout to UNAVAILABLE, a named unique
+//! constraint to CONFLICT.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::deadpool::PoolError;
+
+/// A use-case failure, each variant one stable `extensions.code`.
+///
+/// Deliberately not `Display`/`std::error::Error`: async-graphql converts any
+/// `Display` type into an error without a code, so a stray `?` would lose the
+/// code. Without `Display`, the only conversion is the one in
+/// `graphql::error`, which sets `extensions.code`. Use [`ApiError::message`]
+/// for the text.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No valid credentials: missing, expired, forged or revoked token, or a wrong password.
+    Unauthenticated(String),
+    /// Signed in but not allowed (never used to hide another user's data: that is NotFound).
+    Forbidden(String),
+    /// The thing does not exist, or is not the viewer's.
+    NotFound(&'static str),
+    /// An argument is invalid. `field` is the argument path, e.g. `input.email`.
+    BadUserInput {
+        /// Path of the offending argument.
+        field: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// The request conflicts with the current state (taken email, wrong status).
+    Conflict(String),
+    /// Too many requests or concurrent generations.
+    RateLimited(String),
+    /// A dependency (database) is down or saturated; retry later.
+    Unavailable(anyhow::Error),
+    /// A bug or an unexpected failure; details are logged, never returned.
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    /// BAD_USER_INPUT for `field`.
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::BadUserInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The message a client may see. Internal details never appear here.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Unauthenticated(m)
+            | Self::Forbidden(m)
+            | Self::Conflict(m)
+            | Self::RateLimited(m) => m.clone(),
+            Self::NotFound(what) => format!("{what} not found"),
+            Self::BadUserInput { field, message } => format!("{field}: {message}"),
+            Self::Unavailable(_) => "service temporarily unavailable; retry shortly".into(),
+            Self::Internal(_) => "internal server error".into(),
+        }
+    }
+
+    /// The stable `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::BadUserInput { .. } => "BAD_USER_INPUT",
+            Self::Conflict(_) => "CONFLICT",
+            Self::RateLimited(_) => "RATE_LIMITED",
+            Self::Unavailable(_) => "UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+impl From<DieselError> for ApiError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => Self::NotFound("record"),
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                Self::Unavailable(anyhow::Error::new(e))
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info) => {
+                let constraint = info.constraint_name().unwrap_or_default().to_owned();
+                match constraint.as_str() {
+                    crate::db::users::EMAIL_UNIQUE => {
+                        Self::Conflict("an account with this email already exists".into())
+                    }
+                    _ => Self::Internal(
+                        anyhow::Error::new(e).context(format!("unique violation on {constraint}")),
+                    ),
+                }
+            }
+            // statement_timeout or a cancelled query: the database is saturated.
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if info
+                    .message()
+                    .contains("canceling statement due to statement timeout") =>
+            {
+                Self::Unavailable(anyhow::Error::new(e))
+            }
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(e: PoolError) -> Self {
+        // Timeouts and failed connects mean the database is saturated or down.
+        Self::Unavailable(anyhow::Error::new(e).context("no database connection"))
+    }
+}
+
+impl From<ApiError> for anyhow::Error {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Internal(inner) | ApiError::Unavailable(inner) => inner,
+            other => anyhow::anyhow!("{}: {}", other.code(), other.message()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Internal(e)
+    }
+}
+
+/// Result of a use-case.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diesel_errors_map_on_purpose() {
+        assert_eq!(ApiError::from(DieselError::NotFound).code(), "NOT_FOUND");
+        assert_eq!(
+            ApiError::from(DieselError::RollbackTransaction).code(),
+            "INTERNAL_SERVER_ERROR"
+        );
+        let pool_timeout = PoolError::Timeout(deadpool::managed::TimeoutType::Wait);
+        assert_eq!(ApiError::from(pool_timeout).code(), "UNAVAILABLE");
+    }
+
+    #[test]
+    fn every_variant_has_its_code() {
+        let cases = [
+            (ApiError::Unauthenticated("x".into()), "UNAUTHENTICATED"),
+            (ApiError::Forbidden("x".into()), "FORBIDDEN"),
+            (ApiError::NotFound("podcast"), "NOT_FOUND"),
+            (ApiError::bad_input("input.email", "x"), "BAD_USER_INPUT"),
+            (ApiError::Conflict("x".into()), "CONFLICT"),
+            (ApiError::RateLimited("x".into()), "RATE_LIMITED"),
+            (ApiError::Unavailable(anyhow::anyhow!("x")), "UNAVAILABLE"),
+            (
+                ApiError::Internal(anyhow::anyhow!("secret detail")),
+                "INTERNAL_SERVER_ERROR",
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.code(), code);
+        }
+        assert_eq!(
+            ApiError::Internal(anyhow::anyhow!("secret detail")).message(),
+            "internal server error"
+        );
+    }
+}

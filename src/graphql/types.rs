@@ -1,0 +1,436 @@
+//! GraphQL object, input and enum types. Doc comments here are the API's
+//! documentation: GraphiQL shows them and `schema.graphql` carries them.
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::{app, viewer};
+use crate::db::podcasts::{LibraryFilter, Order, Podcast as PodcastRow};
+use crate::db::users::User as UserRow;
+use crate::domain;
+use crate::services::accounts::AuthTokens;
+use crate::services::library;
+
+/// A Podforge account.
+pub struct User(pub UserRow);
+
+#[Object]
+impl User {
+    /// Unique id (UUID).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Email address, normalised to lower case.
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    /// When the account was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// Tokens returned by `register`, `login` and `refreshToken`.
+pub struct AuthPayload(pub AuthTokens);
+
+#[Object]
+impl AuthPayload {
+    /// Short-lived JWT. Send it as `Authorization: Bearer <accessToken>` on HTTP,
+    /// or as `{"authorization": "Bearer <accessToken>"}` in the websocket
+    /// `connection_init` payload.
+    async fn access_token(&self) -> &str {
+        &self.0.access_token
+    }
+    /// When the access token expires; refresh before then.
+    async fn access_token_expires_at(&self) -> DateTime<Utc> {
+        self.0.access_token_expires_at
+    }
+    /// Single-use token for `refreshToken`. Each use returns a new one; using
+    /// one twice revokes the session.
+    async fn refresh_token(&self) -> &str {
+        &self.0.refresh_token
+    }
+    /// When the refresh token expires.
+    async fn refresh_token_expires_at(&self) -> DateTime<Utc> {
+        self.0.refresh_token_expires_at
+    }
+    /// The signed-in user.
+    async fn user(&self) -> User {
+        User(self.0.user.clone())
+    }
+}
+
+/// Where a podcast is in its life.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::PodcastStatus")]
+pub enum PodcastStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Gathering and numbering sources.
+    Researching,
+    /// Planning the narrative.
+    Outlining,
+    /// Writing the script, segment by segment.
+    Scripting,
+    /// Adding intro, outro, metadata and show notes.
+    Assembling,
+    /// Finished.
+    Completed,
+    /// Stopped by an error; see `error`.
+    Failed,
+    /// Stopped by its owner.
+    Cancelled,
+}
+
+/// The shape of an episode.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::PodcastFormat")]
+pub enum PodcastFormat {
+    /// Hosts explore a topic in depth, explaining and questioning.
+    DeepDive,
+    /// A short summary of the essentials.
+    Brief,
+    /// One host interviews the others as experts.
+    Interview,
+    /// Hosts argue opposing positions, then weigh them.
+    Debate,
+    /// One voice, no dialogue.
+    Monologue,
+    /// A story told in scenes.
+    Narrative,
+}
+
+/// A host of the episode; its name is the `speaker` of turns.
+#[derive(SimpleObject, Clone)]
+pub struct Host {
+    /// Display name and speaker label.
+    pub name: String,
+    /// Who the host is and how they speak.
+    pub persona: Option<String>,
+}
+
+/// Why a generation failed.
+#[derive(SimpleObject, Clone)]
+pub struct GenerationError {
+    /// Stable machine-readable code, e.g. `PROVIDER_UNAVAILABLE`, `SCRIPT_INVALID`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Whether `retryGeneration` may succeed without changing the request.
+    pub retryable: bool,
+}
+
+/// A podcast episode in the viewer's library: the request, its progress and,
+/// once generated, the episode.
+pub struct Podcast {
+    /// The stored row.
+    pub row: PodcastRow,
+}
+
+impl From<PodcastRow> for Podcast {
+    fn from(row: PodcastRow) -> Self {
+        Self { row }
+    }
+}
+
+#[Object]
+impl Podcast {
+    /// Unique id (UUID).
+    async fn id(&self) -> ID {
+        ID(self.row.id.to_string())
+    }
+    /// Episode title; null until assembly sets it (or the owner does).
+    async fn title(&self) -> Option<&str> {
+        self.row.title.as_deref()
+    }
+    /// The requested topic.
+    async fn topic(&self) -> &str {
+        &self.row.topic
+    }
+    /// Lifecycle status.
+    async fn status(&self) -> PodcastStatus {
+        self.row.status.into()
+    }
+    /// The pipeline stage running or last run: `research`, `outline`, `script` or `assembly`.
+    async fn stage(&self) -> Option<&str> {
+        self.row.stage.as_deref()
+    }
+    /// Overall progress from 0.0 to 1.0.
+    async fn progress(&self) -> f64 {
+        f64::from(self.row.progress)
+    }
+    /// Episode format.
+    async fn format(&self) -> PodcastFormat {
+        self.row.format.into()
+    }
+    /// Language of the episode, a BCP-47 tag such as `en` or `zh-Hans`.
+    async fn language(&self) -> &str {
+        &self.row.language
+    }
+    /// The hosts, in the order given.
+    async fn hosts(&self) -> Vec<Host> {
+        serde_json::from_value::<Vec<domain::Host>>(self.row.hosts.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| Host {
+                name: h.name,
+                persona: h.persona,
+            })
+            .collect()
+    }
+    /// Intended audience, as requested.
+    async fn audience(&self) -> Option<&str> {
+        self.row.audience.as_deref()
+    }
+    /// Tone, as requested.
+    async fn tone(&self) -> Option<&str> {
+        self.row.tone.as_deref()
+    }
+    /// Episode description (set at assembly or by the owner).
+    async fn description(&self) -> Option<&str> {
+        self.row.description.as_deref()
+    }
+    /// Tags, lower case.
+    async fn tags(&self) -> &[String] {
+        &self.row.tags
+    }
+    /// Requested length in seconds.
+    async fn target_duration(&self) -> i32 {
+        self.row.target_duration_seconds
+    }
+    /// Estimated spoken length in seconds, from the script's word count.
+    async fn estimated_duration(&self) -> Option<i32> {
+        self.row.estimated_duration_seconds
+    }
+    /// Number of words in the script.
+    async fn word_count(&self) -> Option<i32> {
+        self.row.word_count
+    }
+    /// Show notes in Markdown with numbered source links.
+    async fn show_notes(&self) -> Option<&str> {
+        self.row.show_notes.as_deref()
+    }
+    /// Why the generation failed; null unless `status` is FAILED.
+    async fn error(&self) -> Option<GenerationError> {
+        self.row.error_code.as_ref().map(|code| GenerationError {
+            code: code.clone(),
+            message: self.row.error_message.clone().unwrap_or_default(),
+            retryable: self.row.error_retryable.unwrap_or(false),
+        })
+    }
+    /// When the podcast was requested.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at
+    }
+    /// Last change of any field.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.row.updated_at
+    }
+    /// When generation completed.
+    async fn completed_at(&self) -> Option<DateTime<Utc>> {
+        self.row.completed_at
+    }
+}
+
+/// Which podcasts to list.
+#[derive(InputObject, Default)]
+pub struct PodcastFilter {
+    /// Only podcasts in one of these statuses.
+    pub status: Option<Vec<PodcastStatus>>,
+    /// Words that must all appear (as word prefixes) in the title, topic or
+    /// description; at most 200 characters.
+    pub search: Option<String>,
+}
+
+/// Field to order the library by.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PodcastOrderField {
+    /// Creation time (ties broken by id).
+    #[default]
+    CreatedAt,
+}
+
+/// Sort direction.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrderDirection {
+    /// Smallest first.
+    Asc,
+    /// Largest first.
+    #[default]
+    Desc,
+}
+
+/// Library order; default newest first.
+#[derive(InputObject)]
+pub struct PodcastOrder {
+    /// Field to order by.
+    pub field: PodcastOrderField,
+    /// Direction.
+    pub direction: OrderDirection,
+}
+
+impl PodcastOrder {
+    /// The database order.
+    pub fn to_db(order: Option<&PodcastOrder>) -> Order {
+        match order.map(|o| (o.field, o.direction)) {
+            Some((PodcastOrderField::CreatedAt, OrderDirection::Asc)) => Order::CreatedAsc,
+            _ => Order::CreatedDesc,
+        }
+    }
+}
+
+/// Relay page information.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    /// More items follow `endCursor`.
+    pub has_next_page: bool,
+    /// Items precede `startCursor` (true when paginating after a cursor that
+    /// has items before it).
+    pub has_previous_page: bool,
+    /// Cursor of the first edge.
+    pub start_cursor: Option<String>,
+    /// Cursor of the last edge; pass it as `after` for the next page.
+    pub end_cursor: Option<String>,
+}
+
+/// A podcast and its cursor.
+pub struct PodcastEdge {
+    pub(crate) cursor: String,
+    pub(crate) node: PodcastRow,
+}
+
+#[Object]
+impl PodcastEdge {
+    /// Opaque position of this edge; stays valid while rows are added or removed.
+    async fn cursor(&self) -> &str {
+        &self.cursor
+    }
+    /// The podcast.
+    async fn node(&self) -> Podcast {
+        Podcast::from(self.node.clone())
+    }
+}
+
+/// A page of the viewer's library (Relay connection).
+pub struct PodcastConnection {
+    pub(crate) edges: Vec<PodcastEdge>,
+    pub(crate) has_next_page: bool,
+    pub(crate) filter: LibraryFilter,
+    pub(crate) order: Order,
+    pub(crate) after: Option<crate::db::podcasts::Keyset>,
+}
+
+#[Object]
+impl PodcastConnection {
+    /// The podcasts of this page with their cursors.
+    async fn edges(&self) -> &[PodcastEdge] {
+        &self.edges
+    }
+    /// The podcasts of this page.
+    async fn nodes(&self) -> Vec<Podcast> {
+        self.edges
+            .iter()
+            .map(|e| Podcast::from(e.node.clone()))
+            .collect()
+    }
+    /// Paging information.
+    async fn page_info(&self, ctx: &Context<'_>) -> async_graphql::Result<PageInfo> {
+        // hasPreviousPage costs a query; run it only when asked for.
+        let wants_previous = ctx.look_ahead().field("hasPreviousPage").exists();
+        let has_previous_page = match (wants_previous, self.after) {
+            (true, Some(after)) => {
+                let viewer = viewer(ctx).await?;
+                library::has_previous(app(ctx), &viewer, &self.filter, self.order, after).await?
+            }
+            _ => false,
+        };
+        Ok(PageInfo {
+            has_next_page: self.has_next_page,
+            has_previous_page,
+            start_cursor: self.edges.first().map(|e| e.cursor.clone()),
+            end_cursor: self.edges.last().map(|e| e.cursor.clone()),
+        })
+    }
+    /// Number of podcasts matching the filter, across all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        let viewer = viewer(ctx).await?;
+        Ok(library::count(app(ctx), &viewer, &self.filter).await?)
+    }
+}
+
+/// Email and password for `register`.
+#[derive(InputObject)]
+pub struct RegisterInput {
+    /// Email address (case-insensitive, at most 254 bytes).
+    pub email: String,
+    /// 10 to 128 characters; common passwords and ones containing the email are refused.
+    pub password: String,
+}
+
+/// Email and password for `login`.
+#[derive(InputObject)]
+pub struct LoginInput {
+    /// Email address.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Fields of a podcast its owner may change; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdatePodcastInput {
+    /// New title, 1 to 200 characters.
+    pub title: Option<String>,
+    /// New description, up to 5,000 characters.
+    pub description: Option<String>,
+    /// New tags (replacing the old), at most 20 of 1 to 40 characters.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A host to write for.
+#[derive(InputObject)]
+pub struct HostInput {
+    /// Name, 1 to 40 characters, distinct among hosts; used as the speaker label.
+    pub name: String,
+    /// Who the host is and how they speak (up to 500 characters).
+    pub persona: Option<String>,
+}
+
+/// A user-supplied source: either `url`, or `text` with an optional `title`.
+#[derive(InputObject)]
+pub struct SourceInput {
+    /// An http(s) page to fetch and reduce to readable text.
+    pub url: Option<String>,
+    /// Title for pasted text (shown in show notes).
+    pub title: Option<String>,
+    /// Pasted text, up to 500,000 characters.
+    pub text: Option<String>,
+}
+
+/// What to generate.
+#[derive(InputObject)]
+pub struct GeneratePodcastInput {
+    /// What the episode is about, 3 to 500 characters.
+    pub topic: String,
+    /// Up to 10 sources to ground the episode in.
+    #[graphql(default)]
+    pub sources: Vec<SourceInput>,
+    /// Episode format; default DEEP_DIVE.
+    pub format: Option<PodcastFormat>,
+    /// Target length in minutes, 1 to 60; default 10.
+    pub target_minutes: Option<i32>,
+    /// BCP-47 language tag (e.g. `en`, `fr-CA`, `zh-Hans`); default `en`.
+    pub language: Option<String>,
+    /// 1 to 4 hosts with distinct names; default Alex and Sam (Alex alone for a monologue).
+    #[graphql(default)]
+    pub hosts: Vec<HostInput>,
+    /// Who the episode is for (up to 200 characters).
+    pub audience: Option<String>,
+    /// Tone, e.g. "playful" (up to 100 characters).
+    pub tone: Option<String>,
+    /// Extra instructions for the writers (up to 2,000 characters).
+    pub instructions: Option<String>,
+    /// Client-chosen key (up to 100 characters): repeating a request with the same
+    /// key returns the first podcast instead of starting another.
+    pub idempotency_key: Option<String>,
+}

@@ -1,0 +1,22 @@
+//! Podforge: turns a topic and sources into a podcast episode, driven through
+//! one GraphQL API backed by PostgreSQL.
+//!
+//! Module map (arrows point one way: graphql -> services -> db):
+//! - [`config`]: environment -> typed configuration.
+//! - [`app`]: the shared state and the HTTP router.
+//! - [`db`]: connections, migrations, tables and queries (diesel only).
+//! - [`domain`]: ids, statuses and formats shared by every layer.
+//! - [`auth`]: passwords, tokens, the viewer of a request.
+//! - [`services`]: use-cases called by resolvers, the CLI and tests.
+//! - [`graphql`]: schema, resolvers, error codes.
+//! - [`telemetry`]: logging set-up.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod graphql;
+pub mod services;
+pub mod telemetry;

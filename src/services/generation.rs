@@ -1,0 +1,443 @@
+//! Generation requests: validating what a user asks for and storing it.
+//!
+//! The request is checked completely before anything is written, so a bad
+//! request changes nothing.
+
+use diesel_async::AsyncConnection;
+
+use crate::app::App;
+use crate::auth::Viewer;
+use crate::db::podcasts::{self, NewPodcast, Podcast};
+use crate::domain::{Host, PodcastFormat, PodcastId, SourceRequest};
+use crate::error::{ApiError, ApiResult};
+
+/// Topic length, characters.
+pub const TOPIC_CHARS: std::ops::RangeInclusive<usize> = 3..=500;
+/// Most user sources per request.
+pub const MAX_SOURCES: usize = 10;
+/// Longest pasted source text, characters.
+pub const MAX_SOURCE_TEXT_CHARS: usize = 500_000;
+/// Longest source URL, bytes.
+pub const MAX_URL_BYTES: usize = 2_048;
+/// Episode length, minutes.
+pub const TARGET_MINUTES: std::ops::RangeInclusive<i32> = 1..=60;
+/// Number of hosts.
+pub const HOSTS: std::ops::RangeInclusive<usize> = 1..=4;
+/// Host name length, characters.
+pub const HOST_NAME_CHARS: std::ops::RangeInclusive<usize> = 1..=40;
+
+/// A generation request as the API received it (strings untrimmed, unchecked).
+#[derive(Debug, Clone, Default)]
+pub struct GenerationRequest {
+    /// What the episode is about.
+    pub topic: String,
+    /// User sources.
+    pub sources: Vec<SourceRequest>,
+    /// Format (default deep dive).
+    pub format: Option<PodcastFormat>,
+    /// Length in minutes (default 10).
+    pub target_minutes: Option<i32>,
+    /// BCP-47 tag (default `en`).
+    pub language: Option<String>,
+    /// Hosts (default Alex and Sam, or Alex alone for a monologue).
+    pub hosts: Vec<Host>,
+    /// Intended audience.
+    pub audience: Option<String>,
+    /// Tone.
+    pub tone: Option<String>,
+    /// Extra instructions.
+    pub instructions: Option<String>,
+    /// Client key: a repeat with the same key returns the first podcast.
+    pub idempotency_key: Option<String>,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_input(field, message)
+}
+
+fn optional_text(field: &str, value: Option<String>, max: usize) -> ApiResult<Option<String>> {
+    let Some(v) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if v.chars().count() > max {
+        return Err(bad(field, format!("must be at most {max} characters")));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(bad(field, "must not contain control characters"));
+    }
+    Ok(Some(v))
+}
+
+/// Canonical BCP-47 tag (RFC 5646) with registered subtags, e.g. `en-US`, `zh-Hans`.
+///
+/// Errors: BAD_USER_INPUT on `input.language`.
+pub fn canonical_language(tag: &str) -> ApiResult<String> {
+    let parsed = language_tags::LanguageTag::parse(tag.trim()).map_err(|e| {
+        bad(
+            "input.language",
+            format!("{tag:?} is not a BCP-47 language tag: {e}"),
+        )
+    })?;
+    let canonical = parsed.canonicalize().map_err(|e| {
+        bad(
+            "input.language",
+            format!("{tag:?} is not a registered language: {e}"),
+        )
+    })?;
+    if canonical.private_use().is_some() && canonical.primary_language() == "x" {
+        return Err(bad("input.language", "private-use tags are not supported"));
+    }
+    Ok(canonical.into_string())
+}
+
+/// Checks every field and builds the row to insert.
+///
+/// Errors: BAD_USER_INPUT naming the first field at fault.
+pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast> {
+    let topic = req.topic.trim().to_owned();
+    if !TOPIC_CHARS.contains(&topic.chars().count()) {
+        return Err(bad(
+            "input.topic",
+            format!(
+                "topic must be {} to {} characters",
+                TOPIC_CHARS.start(),
+                TOPIC_CHARS.end()
+            ),
+        ));
+    }
+    if topic.chars().any(char::is_control) {
+        return Err(bad(
+            "input.topic",
+            "topic must not contain control characters",
+        ));
+    }
+    if req.sources.len() > MAX_SOURCES {
+        return Err(bad(
+            "input.sources",
+            format!("at most {MAX_SOURCES} sources"),
+        ));
+    }
+    let mut sources = Vec::with_capacity(req.sources.len());
+    for (i, source) in req.sources.into_iter().enumerate() {
+        let field = format!("input.sources[{i}]");
+        sources.push(match source {
+            SourceRequest::Url { url } => {
+                let url = url.trim().to_owned();
+                if url.len() > MAX_URL_BYTES {
+                    return Err(bad(
+                        &format!("{field}.url"),
+                        format!("URL must be at most {MAX_URL_BYTES} bytes"),
+                    ));
+                }
+                let parsed = url::Url::parse(&url)
+                    .map_err(|e| bad(&format!("{field}.url"), format!("not a valid URL: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                    return Err(bad(
+                        &format!("{field}.url"),
+                        "URL must be http or https with a host",
+                    ));
+                }
+                SourceRequest::Url {
+                    url: parsed.to_string(),
+                }
+            }
+            SourceRequest::Text { title, text } => {
+                let title = optional_text(&format!("{field}.title"), Some(title), 200)?
+                    .unwrap_or_else(|| format!("Pasted source {}", i + 1));
+                if text.trim().is_empty() {
+                    return Err(bad(&format!("{field}.text"), "text must not be empty"));
+                }
+                if text.chars().count() > MAX_SOURCE_TEXT_CHARS {
+                    return Err(bad(
+                        &format!("{field}.text"),
+                        format!("text must be at most {MAX_SOURCE_TEXT_CHARS} characters"),
+                    ));
+                }
+                SourceRequest::Text { title, text }
+            }
+        });
+    }
+    let format = req.format.unwrap_or(PodcastFormat::DeepDive);
+    let minutes = req.target_minutes.unwrap_or(10);
+    if !TARGET_MINUTES.contains(&minutes) {
+        return Err(bad(
+            "input.targetMinutes",
+            format!(
+                "targetMinutes must be {} to {}",
+                TARGET_MINUTES.start(),
+                TARGET_MINUTES.end()
+            ),
+        ));
+    }
+    let language = canonical_language(req.language.as_deref().unwrap_or("en"))?;
+    let hosts = if req.hosts.is_empty() {
+        if format == PodcastFormat::Monologue {
+            vec![Host {
+                name: "Alex".into(),
+                persona: None,
+            }]
+        } else {
+            vec![
+                Host {
+                    name: "Alex".into(),
+                    persona: None,
+                },
+                Host {
+                    name: "Sam".into(),
+                    persona: None,
+                },
+            ]
+        }
+    } else {
+        req.hosts
+    };
+    if !HOSTS.contains(&hosts.len()) {
+        return Err(bad(
+            "input.hosts",
+            format!("{} to {} hosts", HOSTS.start(), HOSTS.end()),
+        ));
+    }
+    let mut clean_hosts: Vec<Host> = Vec::with_capacity(hosts.len());
+    for (i, host) in hosts.into_iter().enumerate() {
+        let field = format!("input.hosts[{i}].name");
+        let name = host.name.trim().to_owned();
+        if !HOST_NAME_CHARS.contains(&name.chars().count()) {
+            return Err(bad(&field, "host names must be 1 to 40 characters"));
+        }
+        // Names become speaker labels: keep them plain.
+        if name
+            .chars()
+            .any(|c| c.is_control() || ":[]<>{}\"*#".contains(c))
+        {
+            return Err(bad(
+                &field,
+                "host names must not contain control characters or : [ ] < > { } \" * #",
+            ));
+        }
+        if clean_hosts
+            .iter()
+            .any(|h| h.name.to_lowercase() == name.to_lowercase())
+        {
+            return Err(bad(&field, "host names must be distinct"));
+        }
+        let persona = optional_text(&format!("input.hosts[{i}].persona"), host.persona, 500)?;
+        clean_hosts.push(Host { name, persona });
+    }
+    match format {
+        PodcastFormat::Monologue if clean_hosts.len() != 1 => {
+            return Err(bad("input.hosts", "a monologue has exactly one host"));
+        }
+        PodcastFormat::Interview | PodcastFormat::Debate if clean_hosts.len() < 2 => {
+            return Err(bad(
+                "input.hosts",
+                "interviews and debates need at least two hosts",
+            ));
+        }
+        _ => {}
+    }
+    let idempotency_key = optional_text("input.idempotencyKey", req.idempotency_key, 100)?;
+    Ok(NewPodcast {
+        id: PodcastId::new(),
+        owner_id: viewer.user_id,
+        topic,
+        format,
+        language,
+        target_duration_seconds: minutes * 60,
+        hosts: serde_json::to_value(&clean_hosts).map_err(anyhow::Error::from)?,
+        audience: optional_text("input.audience", req.audience, 200)?,
+        tone: optional_text("input.tone", req.tone, 100)?,
+        instructions: optional_text("input.instructions", req.instructions, 2_000)?,
+        requested_sources: serde_json::to_value(&sources).map_err(anyhow::Error::from)?,
+        idempotency_key,
+    })
+}
+
+/// Stores a validated generation request (status QUEUED).
+///
+/// With an idempotency key already used by the viewer, returns that podcast
+/// and stores nothing.
+pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiResult<Podcast> {
+    let new = validate(viewer, req)?;
+    let mut conn = app.pool.get().await?;
+    if let Some(key) = &new.idempotency_key
+        && let Some(existing) =
+            podcasts::find_by_idempotency_key(&mut conn, viewer.user_id, key).await?
+    {
+        return Ok(existing);
+    }
+    let inserted = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| podcasts::insert(conn, &new).await)
+        .await;
+    match inserted {
+        Ok(p) => Ok(p),
+        // A concurrent request with the same key won the race.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            info,
+        )) if info.constraint_name() == Some(podcasts::IDEMPOTENCY_UNIQUE) => {
+            let key = new.idempotency_key.as_deref().unwrap_or_default();
+            podcasts::find_by_idempotency_key(&mut conn, viewer.user_id, key)
+                .await?
+                .ok_or(ApiError::Conflict("idempotency key in use".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{SessionId, UserId};
+
+    fn viewer() -> Viewer {
+        Viewer {
+            user_id: UserId::new(),
+            session_id: SessionId::new(),
+            expires_at: 0,
+        }
+    }
+
+    fn field_of(r: ApiResult<NewPodcast>) -> String {
+        match r {
+            Err(ApiError::BadUserInput { field, .. }) => field,
+            other => panic!("expected BAD_USER_INPUT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_fill_a_minimal_request() {
+        let p = validate(
+            &viewer(),
+            GenerationRequest {
+                topic: " Cats ".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(p.topic, "Cats");
+        assert_eq!(p.language, "en");
+        assert_eq!(p.target_duration_seconds, 600);
+        assert_eq!(p.hosts.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let base = || GenerationRequest {
+            topic: "The history of cats".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            field_of(validate(
+                &viewer(),
+                GenerationRequest {
+                    topic: "x".into(),
+                    ..base()
+                }
+            )),
+            "input.topic"
+        );
+        assert_eq!(
+            field_of(validate(
+                &viewer(),
+                GenerationRequest {
+                    target_minutes: Some(0),
+                    ..base()
+                }
+            )),
+            "input.targetMinutes"
+        );
+        assert_eq!(
+            field_of(validate(
+                &viewer(),
+                GenerationRequest {
+                    language: Some("english".into()),
+                    ..base()
+                }
+            )),
+            "input.language"
+        );
+        assert_eq!(
+            field_of(validate(
+                &viewer(),
+                GenerationRequest {
+                    language: Some("qq-ZZ".into()),
+                    ..base()
+                }
+            )),
+            "input.language"
+        );
+        let host = |n: &str| Host {
+            name: n.into(),
+            persona: None,
+        };
+        assert_eq!(
+            field_of(validate(
+                &viewer(),
+                GenerationRequest {
+                    hosts: vec![host("Ann"), host("ann")],
+                    ..base()
+                }
+            )),
+            "input.hosts[1].name"
+        );
+        assert_eq!(
+            field_of(validate(
+                &viewer(),
+                GenerationRequest {
+                    hosts: vec![host("A"); 5],
+                    ..base()
+                }
+            )),
+            "input.hosts"
+        );
+        assert_eq!(
+            field_of(validate(
+                &viewer(),
+                GenerationRequest {
+                    hosts: vec![host("Bob: ")],
+                    ..base()
+                }
+            )),
+            "input.hosts[0].name"
+        );
+        assert_eq!(
+            field_of(validate(
+                &viewer(),
+                GenerationRequest {
+                    format: Some(PodcastFormat::Monologue),
+                    hosts: vec![host("A"), host("B")],
+                    ..base()
+                }
+            )),
+            "input.hosts"
+        );
+        let url = |u: &str| SourceRequest::Url { url: u.into() };
+        assert_eq!(
+            field_of(validate(
+                &viewer(),
+                GenerationRequest {
+                    sources: vec![url("ftp://x.org/a")],
+                    ..base()
+                }
+            )),
+            "input.sources[0].url"
+        );
+        assert_eq!(
+            field_of(validate(
+                &viewer(),
+                GenerationRequest {
+                    sources: vec![url("https://a.org"); 11],
+                    ..base()
+                }
+            )),
+            "input.sources"
+        );
+    }
+
+    #[test]
+    fn languages_are_canonicalised() {
+        assert_eq!(canonical_language("EN-us").unwrap(), "en-US");
+        assert_eq!(canonical_language("zh-Hans").unwrap(), "zh-Hans");
+        assert!(canonical_language("").is_err());
+    }
+}

@@ -148,10 +148,7 @@ fn cors(origins: &[String]) -> CorsLayer {
     if origins.iter().any(|o| o == "*") {
         layer.allow_origin(AllowOrigin::any())
     } else {
-        let list: Vec<HeaderValue> = origins
-            .iter()
-            .filter_map(|o| HeaderValue::from_str(o).ok())
-            .collect();
+        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
         layer.allow_origin(AllowOrigin::list(list))
     }
 }
@@ -184,6 +181,13 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
             );
         }
     };
+    let missing_query = match &batch {
+        BatchRequest::Single(r) => r.query.trim().is_empty(),
+        BatchRequest::Batch(list) => list.iter().any(|r| r.query.trim().is_empty()),
+    };
+    if missing_query {
+        return graphql_error(StatusCode::BAD_REQUEST, "the request has no query", "BAD_REQUEST");
+    }
     if let BatchRequest::Batch(list) = &batch
         && (list.len() > limits.max_batch || list.is_empty())
     {
@@ -193,15 +197,11 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
             "BAD_REQUEST",
         );
     }
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let auth = Arc::new(RequestAuth::from_header(authorization, &state.app.tokens));
     let batch = match batch {
         BatchRequest::Single(r) => BatchRequest::Single(r.data(auth)),
-        BatchRequest::Batch(list) => {
-            BatchRequest::Batch(list.into_iter().map(|r| r.data(auth.clone())).collect())
-        }
+        BatchRequest::Batch(list) => BatchRequest::Batch(list.into_iter().map(|r| r.data(auth.clone())).collect()),
     };
     let response: BatchResponse = state.schema.execute_batch(batch).await;
     let mut http = Json(response).into_response();
@@ -228,12 +228,7 @@ async fn healthz() -> &'static str {
 /// Readiness: the database answers and the newest migration is applied.
 async fn readyz(State(state): State<HttpState>) -> Response {
     let check = async {
-        let mut conn = state
-            .app
-            .pool
-            .get()
-            .await
-            .context("no database connection")?;
+        let mut conn = state.app.pool.get().await.context("no database connection")?;
         migrate::is_current(&mut conn, &state.app.latest_migration).await
     };
     match tokio::time::timeout(Duration::from_secs(3), check).await {
@@ -249,9 +244,9 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 
 /// Binds the listener (port 0 picks a free port) and returns it with its address.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr} (is another process using it? set PODFORGE_BIND)")
-    })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (is another process using it? set PODFORGE_BIND)"))?;
     let local = listener.local_addr()?;
     Ok((listener, local))
 }

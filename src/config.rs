@@ -16,8 +16,7 @@ use anyhow::{Context, bail};
 
 /// The local development database: the machine's PostgreSQL, database `podforge`
 /// (created when missing). TLS off because it is loopback.
-pub const DEFAULT_DATABASE_URL: &str =
-    "postgres://postgres@127.0.0.1:5432/podforge?sslmode=disable";
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/podforge?sslmode=disable";
 
 /// Which rules apply: development is forgiving, production is strict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +55,8 @@ pub struct DatabaseConfig {
     /// poolers (PgBouncer, Supabase's pooler on 6543) drop LISTEN registrations,
     /// so point this at the direct or session port. Defaults to `url`.
     pub listen_url: Option<String>,
-    /// Extra PEM bundle trusted for server certificates, in addition to the
-    /// system roots (`PODFORGE_DB_CA_FILE`). `sslrootcert` in the URL also works.
+    /// PEM bundle of the roots trusted for the server's certificate instead of
+    /// the system roots (`PODFORGE_DB_CA_FILE`); `sslrootcert` in the URL wins.
     pub ca_file: Option<PathBuf>,
     /// Maximum open connections in the pool.
     pub pool_size: usize,
@@ -264,13 +263,7 @@ impl Config {
                     .filter(|s| !s.is_empty())
                     .collect()
             })
-            .unwrap_or_else(|| {
-                if production {
-                    Vec::new()
-                } else {
-                    vec!["*".to_owned()]
-                }
-            });
+            .unwrap_or_else(|| if production { Vec::new() } else { vec!["*".to_owned()] });
 
         let limits = Limits {
             max_body_bytes: env.parse("PODFORGE_MAX_BODY_BYTES", 2 * 1024 * 1024)?,
@@ -309,10 +302,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Config::from_lookup(&move |k| map.get(k).cloned())
     }
 

@@ -54,10 +54,7 @@ impl ApiError {
     /// The message a client may see. Internal details never appear here.
     pub fn message(&self) -> String {
         match self {
-            Self::Unauthenticated(m)
-            | Self::Forbidden(m)
-            | Self::Conflict(m)
-            | Self::RateLimited(m) => m.clone(),
+            Self::Unauthenticated(m) | Self::Forbidden(m) | Self::Conflict(m) | Self::RateLimited(m) => m.clone(),
             Self::NotFound(what) => format!("{what} not found"),
             Self::BadUserInput { field, message } => format!("{field}: {message}"),
             Self::Unavailable(_) => "service temporarily unavailable; retry shortly".into(),
@@ -93,16 +90,12 @@ impl From<DieselError> for ApiError {
                     crate::db::users::EMAIL_UNIQUE => {
                         Self::Conflict("an account with this email already exists".into())
                     }
-                    _ => Self::Internal(
-                        anyhow::Error::new(e).context(format!("unique violation on {constraint}")),
-                    ),
+                    _ => Self::Internal(anyhow::Error::new(e).context(format!("unique violation on {constraint}"))),
                 }
             }
             // statement_timeout or a cancelled query: the database is saturated.
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
-                if info
-                    .message()
-                    .contains("canceling statement due to statement timeout") =>
+                if info.message().contains("canceling statement due to statement timeout") =>
             {
                 Self::Unavailable(anyhow::Error::new(e))
             }

@@ -10,6 +10,7 @@
 //! - [`services`]: use-cases called by resolvers, the CLI and tests.
 //! - [`graphql`]: schema, resolvers, error codes.
 //! - [`telemetry`]: logging set-up.
+//! - [`testing`]: test databases and a served app for tests and benchmarks.
 
 pub mod app;
 pub mod auth;
@@ -20,3 +21,4 @@ pub mod error;
 pub mod graphql;
 pub mod services;
 pub mod telemetry;
+pub mod testing;

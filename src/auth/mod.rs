@@ -44,12 +44,10 @@ impl RequestAuth {
         let presented = match value.map(str::trim) {
             None | Some("") => Presented::Nothing,
             Some(v) => match v.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    match keys.verify(token.trim()) {
-                        Ok(claims) => Presented::Valid(claims),
-                        Err(e) => Presented::Invalid(format!("invalid access token: {e}")),
-                    }
-                }
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => match keys.verify(token.trim()) {
+                    Ok(claims) => Presented::Valid(claims),
+                    Err(e) => Presented::Invalid(format!("invalid access token: {e}")),
+                },
                 _ => Presented::Invalid("the Authorization header must be `Bearer <token>`".into()),
             },
         };
@@ -97,9 +95,7 @@ impl RequestAuth {
                         session_id: claims.sid,
                         expires_at: claims.exp,
                     }),
-                    _ => Err(ApiError::Unauthenticated(
-                        "the session has ended; sign in again".into(),
-                    )),
+                    _ => Err(ApiError::Unauthenticated("the session has ended; sign in again".into())),
                 }
             })
             .await

@@ -62,14 +62,10 @@ pub fn check_policy(password: &str, email: &str) -> ApiResult<()> {
     let chars = password.chars().count();
     let bad = |m: &str| Err(ApiError::bad_input("input.password", m));
     if chars < MIN_PASSWORD_CHARS {
-        return bad(&format!(
-            "password must be at least {MIN_PASSWORD_CHARS} characters"
-        ));
+        return bad(&format!("password must be at least {MIN_PASSWORD_CHARS} characters"));
     }
     if chars > MAX_PASSWORD_CHARS {
-        return bad(&format!(
-            "password must be at most {MAX_PASSWORD_CHARS} characters"
-        ));
+        return bad(&format!("password must be at most {MAX_PASSWORD_CHARS} characters"));
     }
     let lower = password.to_lowercase();
     let first = lower.chars().next();
@@ -104,8 +100,7 @@ fn argon2(params: HashParams) -> ApiResult<Argon2<'static>> {
 /// Hashes `password` into a PHC string (`$argon2id$v=19$m=...`), off the async runtime.
 pub async fn hash(password: String, params: HashParams) -> ApiResult<String> {
     tokio::task::spawn_blocking(move || {
-        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-            .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
         let hash = argon2(params)?
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
@@ -120,9 +115,7 @@ pub async fn hash(password: String, params: HashParams) -> ApiResult<String> {
 pub async fn verify(password: String, phc: String) -> ApiResult<bool> {
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("verify task: {e}")))?
@@ -148,13 +141,7 @@ mod tests {
         assert!(check_policy("ada-is-my-name", "ada.lovelace@example.com").is_ok());
         assert!(check_policy("hello-lovelace-99", "lovelace@example.com").is_err());
         assert!(check_policy("correct horse battery", email).is_ok());
-        assert!(
-            check_policy(
-                &"é".repeat(MAX_PASSWORD_CHARS - 1).replacen('é', "a", 1),
-                email
-            )
-            .is_ok()
-        );
+        assert!(check_policy(&"é".repeat(MAX_PASSWORD_CHARS - 1).replacen('é', "a", 1), email).is_ok());
     }
 
     #[tokio::test]
@@ -165,11 +152,7 @@ mod tests {
         };
         let h = hash("correct horse battery".into(), params).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(
-            verify("correct horse battery".into(), h.clone())
-                .await
-                .unwrap()
-        );
+        assert!(verify("correct horse battery".into(), h.clone()).await.unwrap());
         assert!(!verify("wrong horse battery".into(), h).await.unwrap());
     }
 }

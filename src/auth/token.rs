@@ -69,11 +69,7 @@ impl TokenKeys {
     }
 
     /// A signed access token for `user` in `session`, and its expiry.
-    pub fn issue(
-        &self,
-        user: UserId,
-        session: SessionId,
-    ) -> anyhow::Result<(String, DateTime<Utc>)> {
+    pub fn issue(&self, user: UserId, session: SessionId) -> anyhow::Result<(String, DateTime<Utc>)> {
         let now = Utc::now();
         let exp = now + chrono::Duration::from_std(self.access_ttl)?;
         let claims = Claims {

@@ -12,8 +12,12 @@
 //! - `prefer` (libpq's default): TLS when the server offers it, certificate not checked.
 //! - `require`: TLS or fail; certificate not checked unless a root CA file is given,
 //!   in which case it is checked like `verify-ca`.
-//! - `verify-ca`: TLS, chain checked against system roots plus the CA file.
+//! - `verify-ca`: TLS, chain checked against the trusted roots.
 //! - `verify-full`: `verify-ca` plus the host name must match the certificate.
+//!
+//! Trusted roots: only the CA file when one is given (`sslrootcert` or
+//! `PODFORGE_DB_CA_FILE`, as libpq's `sslrootcert` replaces its default), the
+//! system's roots otherwise (libpq's `sslrootcert=system`).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -23,16 +27,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::{Hook, HookError, Pool};
-use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
-};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode as PgSslMode;
 
 use crate::config::{DatabaseConfig, Recycling};
@@ -81,11 +81,7 @@ impl DbTarget {
     ///
     /// `ca_file` adds to (`sslrootcert` in the URL wins over) the trusted roots.
     /// Errors say which part of the URL is wrong; the password is never echoed.
-    pub fn parse(
-        url: &str,
-        ca_file: Option<&Path>,
-        connect_timeout: Duration,
-    ) -> anyhow::Result<Self> {
+    pub fn parse(url: &str, ca_file: Option<&Path>, connect_timeout: Duration) -> anyhow::Result<Self> {
         let (rest, params) = split_tls_params(url)?;
         let mut pg = tokio_postgres::Config::from_str(&rest)
             .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
@@ -95,14 +91,16 @@ impl DbTarget {
             Some("require") => SslMode::Require,
             Some("verify-ca") => SslMode::VerifyCa,
             Some("verify-full") => SslMode::VerifyFull,
-            Some(other) => bail!(
-                "sslmode={other} is not supported (use disable, prefer, require, verify-ca or verify-full)"
-            ),
+            Some(other) => {
+                bail!("sslmode={other} is not supported (use disable, prefer, require, verify-ca or verify-full)")
+            }
         };
-        let root_cert = params
-            .sslrootcert
-            .map(PathBuf::from)
-            .or_else(|| ca_file.map(Path::to_path_buf));
+        let root_cert = match params.sslrootcert.as_deref() {
+            // libpq's keyword for the system's roots.
+            Some("system") => None,
+            Some(path) => Some(PathBuf::from(path)),
+            None => ca_file.map(Path::to_path_buf),
+        };
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(connect_timeout);
         }
@@ -284,8 +282,8 @@ fn tls_config(mode: SslMode, root_cert: Option<&Path>) -> anyhow::Result<ClientC
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
-    let verify_chain = matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull)
-        || (mode == SslMode::Require && root_cert.is_some());
+    let verify_chain =
+        matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) || (mode == SslMode::Require && root_cert.is_some());
     if !verify_chain {
         return Ok(builder
             .dangerous()
@@ -293,19 +291,13 @@ fn tls_config(mode: SslMode, root_cert: Option<&Path>) -> anyhow::Result<ClientC
             .with_no_client_auth());
     }
     let mut roots = RootCertStore::empty();
-    // System roots: hosted providers (Neon, Fly) use public CAs.
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
     if let Some(path) = root_cert {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .with_context(|| format!("cannot read the database CA file {}", path.display()))?
             .collect::<Result<_, _>>()
             .with_context(|| format!("the database CA file {} is not PEM", path.display()))?;
         if certs.is_empty() {
-            bail!(
-                "the database CA file {} holds no certificate",
-                path.display()
-            );
+            bail!("the database CA file {} holds no certificate", path.display());
         }
         for cert in certs {
             roots
@@ -313,13 +305,17 @@ fn tls_config(mode: SslMode, root_cert: Option<&Path>) -> anyhow::Result<ClientC
                 .with_context(|| format!("bad certificate in {}", path.display()))?;
         }
     }
+    if root_cert.is_none() {
+        // No CA file: the system roots (libpq's `sslrootcert=system`), which
+        // cover hosted providers with public CAs (Neon, Fly).
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    }
     if roots.is_empty() {
         bail!("no trusted root certificates: install ca-certificates or set PODFORGE_DB_CA_FILE");
     }
-    let webpki =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .context("building the certificate verifier")?;
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .context("building the certificate verifier")?;
     if mode == SslMode::VerifyFull {
         Ok(builder.with_webpki_verifier(webpki).with_no_client_auth())
     } else {
@@ -352,12 +348,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -366,12 +357,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -434,11 +420,7 @@ impl ServerCertVerifier for ChainOnly {
 /// `max_lifetime` are closed at their next checkout, and each is checked before
 /// reuse as `recycling` says.
 pub fn build_pool(config: &DatabaseConfig) -> anyhow::Result<(DbPool, DbTarget)> {
-    let mut target = DbTarget::parse(
-        &config.url,
-        config.ca_file.as_deref(),
-        config.connect_timeout,
-    )?;
+    let mut target = DbTarget::parse(&config.url, config.ca_file.as_deref(), config.connect_timeout)?;
     target.statement_timeout = config.statement_timeout;
     let setup_target = target.clone();
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
@@ -460,9 +442,7 @@ pub fn build_pool(config: &DatabaseConfig) -> anyhow::Result<(DbPool, DbTarget)>
         .recycle_timeout(Some(config.connect_timeout))
         .pre_recycle(Hook::sync_fn(move |_, metrics| {
             if metrics.age() > max_lifetime {
-                Err(HookError::message(
-                    "connection reached its maximum lifetime",
-                ))
+                Err(HookError::message("connection reached its maximum lifetime"))
             } else {
                 Ok(())
             }
@@ -479,10 +459,7 @@ pub fn build_pool(config: &DatabaseConfig) -> anyhow::Result<(DbPool, DbTarget)>
 pub async fn check_reachable(target: &DbTarget, create_if_missing: bool) -> anyhow::Result<()> {
     match target.connect_raw().await {
         Ok(_) => Ok(()),
-        Err(e)
-            if create_if_missing
-                && e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
-        {
+        Err(e) if create_if_missing && e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {
             create_database(target).await?;
             target
                 .connect_raw()
@@ -511,15 +488,9 @@ fn unreachable_error(target: &DbTarget, e: &tokio_postgres::Error) -> anyhow::Er
 async fn create_database(target: &DbTarget) -> anyhow::Result<()> {
     let name = target.dbname();
     let admin = target.with_dbname("postgres");
-    let client = admin
-        .connect_raw()
-        .await
-        .map_err(|e| unreachable_error(&admin, &e))?;
+    let client = admin.connect_raw().await.map_err(|e| unreachable_error(&admin, &e))?;
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-    match client
-        .batch_execute(&format!("CREATE DATABASE {quoted}"))
-        .await
-    {
+    match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
         Ok(()) => {
             tracing::info!(db.name = %name, "created the database");
             Ok(())
@@ -547,33 +518,19 @@ mod tests {
         // verify-full needs roots; the machine has ca-certificates.
         let t = t.unwrap();
         assert_eq!(t.ssl_mode, SslMode::VerifyFull);
-        assert_eq!(
-            t.describe(),
-            "u@db.example.com:6543/app (sslmode=verify-full)"
-        );
+        assert_eq!(t.describe(), "u@db.example.com:6543/app (sslmode=verify-full)");
         assert!(!format!("{t:?}").contains("secret"));
 
-        let t = DbTarget::parse(
-            "host=localhost dbname=x sslmode=disable",
-            None,
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let t = DbTarget::parse("host=localhost dbname=x sslmode=disable", None, Duration::from_secs(1)).unwrap();
         assert_eq!(t.ssl_mode, SslMode::Disable);
         assert_eq!(t.dbname(), "x");
     }
 
     #[test]
     fn unknown_sslmode_and_client_certs_are_refused() {
-        let err = DbTarget::parse(
-            "postgres://h/db?sslmode=sometimes",
-            None,
-            Duration::from_secs(1),
-        )
-        .unwrap_err();
+        let err = DbTarget::parse("postgres://h/db?sslmode=sometimes", None, Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains("sslmode=sometimes"));
-        let err = DbTarget::parse("postgres://h/db?sslcert=/x", None, Duration::from_secs(1))
-            .unwrap_err();
+        let err = DbTarget::parse("postgres://h/db?sslcert=/x", None, Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains("client certificates"));
         let err = DbTarget::parse(
             "postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent.pem",

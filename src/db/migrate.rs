@@ -7,7 +7,8 @@
 
 use anyhow::Context;
 use diesel::QueryableByName;
-use diesel_async::{AsyncMigrationHarness, RunQueryDsl};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::connect::DbTarget;
@@ -32,8 +33,6 @@ pub fn latest_version() -> String {
 
 /// Applies pending migrations. Returns the versions applied (empty when up to date).
 ///
-/// Must run on the multi-threaded tokio runtime: diesel-async's harness uses
-/// `block_in_place`.
 pub async fn run(target: &DbTarget) -> anyhow::Result<Vec<String>> {
     let mut conn = target
         .connect()
@@ -44,12 +43,19 @@ pub async fn run(target: &DbTarget) -> anyhow::Result<Vec<String>> {
         .execute(&mut conn)
         .await
         .context("taking the migration lock")?;
-    let mut harness = AsyncMigrationHarness::new(conn);
-    let result = harness
-        .run_pending_migrations(MIGRATIONS)
-        .map(|versions| versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
-        .map_err(|e| anyhow::anyhow!("migration failed: {e}"));
-    let mut conn = harness.into_inner();
+    // diesel's migration harness is synchronous: run it on the blocking pool
+    // through AsyncConnectionWrapper (diesel-async's AsyncMigrationHarness uses
+    // block_in_place, which panics on a current-thread runtime).
+    let (result, mut conn) = tokio::task::spawn_blocking(move || {
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
+        let result = wrapper
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"));
+        (result, wrapper.into_inner())
+    })
+    .await
+    .context("migration task")?;
     // Closing the connection would release the lock too; unlock explicitly anyway.
     let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
         .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
@@ -69,14 +75,10 @@ struct Version {
 }
 
 /// True when the newest embedded migration has been applied (for `/readyz`).
-pub async fn is_current(
-    conn: &mut diesel_async::AsyncPgConnection,
-    latest: &str,
-) -> anyhow::Result<bool> {
-    let row: Version =
-        diesel::sql_query("SELECT max(version) AS version FROM __diesel_schema_migrations")
-            .get_result(conn)
-            .await
-            .context("reading applied migrations")?;
+pub async fn is_current(conn: &mut diesel_async::AsyncPgConnection, latest: &str) -> anyhow::Result<bool> {
+    let row: Version = diesel::sql_query("SELECT max(version) AS version FROM __diesel_schema_migrations")
+        .get_result(conn)
+        .await
+        .context("reading applied migrations")?;
     Ok(row.version.as_deref().is_some_and(|v| v >= latest))
 }

@@ -135,11 +135,7 @@ pub async fn find_by_idempotency_key(
 }
 
 /// The podcast `id` if `owner` owns it.
-pub async fn find_owned(
-    conn: &mut AsyncPgConnection,
-    owner: UserId,
-    id: PodcastId,
-) -> QueryResult<Option<Podcast>> {
+pub async fn find_owned(conn: &mut AsyncPgConnection, owner: UserId, id: PodcastId) -> QueryResult<Option<Podcast>> {
     podcasts::table
         .find(id)
         .filter(podcasts::owner_id.eq(owner))
@@ -189,9 +185,7 @@ pub struct LibraryFilter {
 type Boxed<'a> = podcasts::BoxedQuery<'a, Pg>;
 
 fn filtered(owner: UserId, filter: &LibraryFilter) -> Boxed<'static> {
-    let mut q = podcasts::table
-        .filter(podcasts::owner_id.eq(owner))
-        .into_boxed();
+    let mut q = podcasts::table.filter(podcasts::owner_id.eq(owner)).into_boxed();
     if !filter.statuses.is_empty() {
         q = q.filter(podcasts::status.eq_any(filter.statuses.clone()));
     }
@@ -250,11 +244,7 @@ pub async fn page(
 }
 
 /// How many podcasts match `filter` (ignoring any cursor).
-pub async fn count(
-    conn: &mut AsyncPgConnection,
-    owner: UserId,
-    filter: &LibraryFilter,
-) -> QueryResult<i64> {
+pub async fn count(conn: &mut AsyncPgConnection, owner: UserId, filter: &LibraryFilter) -> QueryResult<i64> {
     filtered(owner, filter).count().get_result(conn).await
 }
 
@@ -295,30 +285,18 @@ pub async fn update_owned(
     id: PodcastId,
     edit: &PodcastEdit,
 ) -> QueryResult<Option<Podcast>> {
-    diesel::update(
-        podcasts::table
-            .find(id)
-            .filter(podcasts::owner_id.eq(owner)),
-    )
-    .set((edit, podcasts::updated_at.eq(diesel::dsl::now)))
-    .returning(Podcast::as_returning())
-    .get_result(conn)
-    .await
-    .optional()
+    diesel::update(podcasts::table.find(id).filter(podcasts::owner_id.eq(owner)))
+        .set((edit, podcasts::updated_at.eq(diesel::dsl::now)))
+        .returning(Podcast::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Deletes the owner's podcast; false when it is not theirs or missing.
-pub async fn delete_owned(
-    conn: &mut AsyncPgConnection,
-    owner: UserId,
-    id: PodcastId,
-) -> QueryResult<bool> {
-    diesel::delete(
-        podcasts::table
-            .find(id)
-            .filter(podcasts::owner_id.eq(owner)),
-    )
-    .execute(conn)
-    .await
-    .map(|n| n == 1)
+pub async fn delete_owned(conn: &mut AsyncPgConnection, owner: UserId, id: PodcastId) -> QueryResult<bool> {
+    diesel::delete(podcasts::table.find(id).filter(podcasts::owner_id.eq(owner)))
+        .execute(conn)
+        .await
+        .map(|n| n == 1)
 }

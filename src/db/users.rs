@@ -69,11 +69,7 @@ pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Optio
 }
 
 /// Starts a session for `user`.
-pub async fn create_session(
-    conn: &mut AsyncPgConnection,
-    id: SessionId,
-    user: UserId,
-) -> QueryResult<()> {
+pub async fn create_session(conn: &mut AsyncPgConnection, id: SessionId, user: UserId) -> QueryResult<()> {
     diesel::insert_into(sessions::table)
         .values((sessions::id.eq(id), sessions::user_id.eq(user)))
         .execute(conn)
@@ -82,10 +78,7 @@ pub async fn create_session(
 }
 
 /// The owner of `session` when it exists and is not revoked.
-pub async fn active_session_user(
-    conn: &mut AsyncPgConnection,
-    session: SessionId,
-) -> QueryResult<Option<UserId>> {
+pub async fn active_session_user(conn: &mut AsyncPgConnection, session: SessionId) -> QueryResult<Option<UserId>> {
     sessions::table
         .find(session)
         .filter(sessions::revoked_at.is_null())
@@ -96,23 +89,15 @@ pub async fn active_session_user(
 }
 
 /// Revokes a session; returns false when it was already revoked or missing.
-pub async fn revoke_session(
-    conn: &mut AsyncPgConnection,
-    session: SessionId,
-    reason: &str,
-) -> QueryResult<bool> {
-    diesel::update(
-        sessions::table
-            .find(session)
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set((
-        sessions::revoked_at.eq(diesel::dsl::now),
-        sessions::revoked_reason.eq(reason),
-    ))
-    .execute(conn)
-    .await
-    .map(|n| n == 1)
+pub async fn revoke_session(conn: &mut AsyncPgConnection, session: SessionId, reason: &str) -> QueryResult<bool> {
+    diesel::update(sessions::table.find(session).filter(sessions::revoked_at.is_null()))
+        .set((
+            sessions::revoked_at.eq(diesel::dsl::now),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .execute(conn)
+        .await
+        .map(|n| n == 1)
 }
 
 /// A refresh token row, read under `FOR UPDATE` during rotation.
@@ -157,11 +142,7 @@ pub async fn lock_refresh_token(
     refresh_tokens::table
         .inner_join(sessions::table)
         .filter(refresh_tokens::token_hash.eq(token_hash))
-        .select((
-            RefreshToken::as_select(),
-            sessions::user_id,
-            sessions::revoked_at,
-        ))
+        .select((RefreshToken::as_select(), sessions::user_id, sessions::revoked_at))
         .for_update()
         .first(conn)
         .await
@@ -169,10 +150,7 @@ pub async fn lock_refresh_token(
 }
 
 /// Marks a refresh token as exchanged.
-pub async fn mark_refresh_token_used(
-    conn: &mut AsyncPgConnection,
-    id: uuid::Uuid,
-) -> QueryResult<()> {
+pub async fn mark_refresh_token_used(conn: &mut AsyncPgConnection, id: uuid::Uuid) -> QueryResult<()> {
     diesel::update(refresh_tokens::table.find(id))
         .set(refresh_tokens::used_at.eq(diesel::dsl::now))
         .execute(conn)

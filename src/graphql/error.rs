@@ -20,9 +20,7 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
 };
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{
-    ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables,
-};
+use async_graphql::{ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables};
 
 use crate::error::ApiError;
 
@@ -51,20 +49,15 @@ impl From<ApiError> for async_graphql::Error {
 
 /// Reads `extensions.code` of a server error, if set.
 pub fn code_of(e: &ServerError) -> Option<String> {
-    e.extensions
-        .as_ref()
-        .and_then(|x| x.get("code"))
-        .and_then(|v| match v {
-            async_graphql::Value::String(s) => Some(s.clone()),
-            _ => None,
-        })
+    e.extensions.as_ref().and_then(|x| x.get("code")).and_then(|v| match v {
+        async_graphql::Value::String(s) => Some(s.clone()),
+        _ => None,
+    })
 }
 
 fn with_code(mut e: ServerError, code: &str) -> ServerError {
     if code_of(&e).is_none() {
-        e.extensions
-            .get_or_insert_with(Default::default)
-            .set("code", code);
+        e.extensions.get_or_insert_with(Default::default).set("code", code);
     }
     e
 }
@@ -147,18 +140,12 @@ mod tests {
 
     #[test]
     fn every_api_error_maps_to_its_code() {
-        assert_eq!(
-            gql(ApiError::Unauthenticated("x".into())).0,
-            "UNAUTHENTICATED"
-        );
+        assert_eq!(gql(ApiError::Unauthenticated("x".into())).0, "UNAUTHENTICATED");
         assert_eq!(gql(ApiError::Forbidden("x".into())).0, "FORBIDDEN");
         assert_eq!(gql(ApiError::NotFound("podcast")).0, "NOT_FOUND");
         assert_eq!(gql(ApiError::Conflict("x".into())).0, "CONFLICT");
         assert_eq!(gql(ApiError::RateLimited("x".into())).0, "RATE_LIMITED");
-        assert_eq!(
-            gql(ApiError::Unavailable(anyhow::anyhow!("pool"))).0,
-            "UNAVAILABLE"
-        );
+        assert_eq!(gql(ApiError::Unavailable(anyhow::anyhow!("pool"))).0, "UNAVAILABLE");
         let (code, _, field) = gql(ApiError::bad_input("input.email", "bad"));
         assert_eq!(code, "BAD_USER_INPUT");
         assert_eq!(field.as_deref(), Some("\"input.email\""));
@@ -171,9 +158,7 @@ mod tests {
         )));
         assert_eq!(code, "INTERNAL_SERVER_ERROR");
         assert_eq!(message, "internal server error");
-        let (_, message, _) = gql(ApiError::Unavailable(anyhow::anyhow!(
-            "db.internal refused"
-        )));
+        let (_, message, _) = gql(ApiError::Unavailable(anyhow::anyhow!("db.internal refused")));
         assert!(!message.contains("db.internal"));
     }
 }

@@ -27,6 +27,8 @@ pub struct DocumentLimits {
     pub max_selections: usize,
     /// Most directives in one document.
     pub max_directives: usize,
+    /// Most directives on one field, fragment spread or operation.
+    pub max_directives_per_location: usize,
     /// Deepest `{` nesting of selection sets.
     pub max_depth: usize,
 }
@@ -54,6 +56,8 @@ pub fn check(query: &str, limits: &DocumentLimits) -> Result<DocumentStats, Stri
     // type conditions from selections.
     let mut prev: u8 = 0;
     let mut prev_name_on = false;
+    // Directives since the last name that is not a directive's own name.
+    let mut run = 0usize;
     while i < b.len() {
         let c = b[i];
         match c {
@@ -68,11 +72,7 @@ pub fn check(query: &str, limits: &DocumentLimits) -> Result<DocumentStats, Stri
                 if b[i..].starts_with(b"\"\"\"") {
                     i += 3;
                     while i < b.len() && !b[i..].starts_with(b"\"\"\"") {
-                        i += if b[i..].starts_with(b"\\\"\"\"") {
-                            4
-                        } else {
-                            1
-                        };
+                        i += if b[i..].starts_with(b"\\\"\"\"") { 4 } else { 1 };
                     }
                     i += 3;
                 } else {
@@ -87,13 +87,11 @@ pub fn check(query: &str, limits: &DocumentLimits) -> Result<DocumentStats, Stri
             }
             b'{' => {
                 if parens == 0 {
+                    run = 0;
                     braces += 1;
                     stats.depth = stats.depth.max(braces);
                     if stats.depth > limits.max_depth {
-                        return Err(format!(
-                            "the query nests selections deeper than {}",
-                            limits.max_depth
-                        ));
+                        return Err(format!("the query nests selections deeper than {}", limits.max_depth));
                     }
                 }
                 prev = c;
@@ -120,11 +118,17 @@ pub fn check(query: &str, limits: &DocumentLimits) -> Result<DocumentStats, Stri
             }
             b'@' => {
                 stats.directives += 1;
+                if parens == 0 {
+                    run += 1;
+                    if run > limits.max_directives_per_location {
+                        return Err(format!(
+                            "a field or fragment carries more than {} directives",
+                            limits.max_directives_per_location
+                        ));
+                    }
+                }
                 if stats.directives > limits.max_directives {
-                    return Err(format!(
-                        "the query uses more than {} directives",
-                        limits.max_directives
-                    ));
+                    return Err(format!("the query uses more than {} directives", limits.max_directives));
                 }
                 prev = c;
                 prev_name_on = false;
@@ -139,8 +143,7 @@ pub fn check(query: &str, limits: &DocumentLimits) -> Result<DocumentStats, Stri
             }
             b'_' | b'a'..=b'z' | b'A'..=b'Z' => {
                 let start = i;
-                while i < b.len() && matches!(b[i], b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9')
-                {
+                while i < b.len() && matches!(b[i], b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9') {
                     i += 1;
                 }
                 let name = &b[start..i];
@@ -162,11 +165,11 @@ pub fn check(query: &str, limits: &DocumentLimits) -> Result<DocumentStats, Stri
                 {
                     stats.selections += 1;
                     if stats.selections > limits.max_selections {
-                        return Err(format!(
-                            "the query selects more than {} fields",
-                            limits.max_selections
-                        ));
+                        return Err(format!("the query selects more than {} fields", limits.max_selections));
                     }
+                }
+                if parens == 0 && !is_directive_name {
+                    run = 0;
                 }
                 prev_name_on = after_spread && name == b"on";
                 prev = b'a';
@@ -222,6 +225,7 @@ mod tests {
     const LIMITS: DocumentLimits = DocumentLimits {
         max_selections: 100,
         max_directives: 10,
+        max_directives_per_location: 3,
         max_depth: 5,
     };
 
@@ -241,7 +245,7 @@ mod tests {
         // me id email podcasts edges node Fields id title = 9
         assert_eq!(s.selections, 9);
         assert_eq!(s.directives, 2);
-        assert_eq!(s.depth, 4);
+        assert_eq!(s.depth, 5, "the inline fragment adds a level");
     }
 
     #[test]
@@ -253,17 +257,22 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        assert!(
-            check(&aliases, &LIMITS)
-                .unwrap_err()
-                .contains("more than 100 fields")
+        assert!(check(&aliases, &LIMITS).unwrap_err().contains("more than 100 fields"));
+        let directives = format!(
+            "{{ {} }}",
+            (0..11)
+                .map(|i| format!("f{i} @skip(if: false)"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
-        let directives = format!("{{ me {} {{ id }} }}", "@skip(if: false) ".repeat(11));
         assert!(
             check(&directives, &LIMITS)
                 .unwrap_err()
-                .contains("directives")
+                .contains("more than 10 directives")
         );
+        let on_one = "{ me @a @b(x: 1) @c @d { id } }";
+        assert!(check(on_one, &LIMITS).unwrap_err().contains("more than 3 directives"));
+        assert!(check("{ me @a @b @c { id @a @b @c } }", &LIMITS).is_ok());
         let deep = format!("{}{}", "{ a ".repeat(6), "}".repeat(6));
         assert!(check(&deep, &LIMITS).unwrap_err().contains("deeper"));
     }

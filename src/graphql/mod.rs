@@ -42,13 +42,13 @@ pub fn build(app: Arc<App>) -> PodforgeSchema {
     let document_limits = limits::DocumentLimits {
         max_selections: limits.max_complexity,
         max_directives: limits.max_directives_per_field * 10,
+        max_directives_per_location: limits.max_directives_per_field,
         max_depth: limits.max_depth,
     };
     let mut builder = schema()
         .extension(limits::QueryLimits(document_limits))
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
-        .limit_directives(limits.max_directives_per_field)
         .limit_recursive_depth(64)
         .extension(error::ErrorCodes);
     if !app.config.introspection {
@@ -69,7 +69,7 @@ pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a App {
 
 /// The signed-in viewer, or UNAUTHENTICATED.
 pub(crate) async fn viewer(ctx: &Context<'_>) -> Result<Viewer, ApiError> {
-    match ctx.data_opt::<RequestAuth>() {
+    match ctx.data_opt::<Arc<RequestAuth>>() {
         Some(auth) => auth.viewer(&app(ctx).pool).await,
         None => Err(ApiError::Unauthenticated(
             "sign in: this operation needs an access token".into(),

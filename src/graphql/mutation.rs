@@ -2,9 +2,7 @@
 
 use async_graphql::{Context, ID, Object};
 
-use super::types::{
-    AuthPayload, GeneratePodcastInput, LoginInput, Podcast, RegisterInput, UpdatePodcastInput,
-};
+use super::types::{AuthPayload, GeneratePodcastInput, LoginInput, Podcast, RegisterInput, UpdatePodcastInput};
 use super::{app, parse_id, viewer};
 use crate::domain::{Host, PodcastId, SourceRequest};
 use crate::error::ApiError;
@@ -14,6 +12,7 @@ use crate::services::{accounts, generation, library};
 /// Writes.
 pub struct MutationRoot;
 
+/// Writes: accounts, generation requests and library edits.
 #[Object]
 impl MutationRoot {
     /// Creates an account and signs it in. BAD_USER_INPUT for a malformed email
@@ -76,11 +75,7 @@ impl MutationRoot {
                     text,
                 },
                 _ => {
-                    return Err(ApiError::bad_input(
-                        format!("input.sources[{i}]"),
-                        "give either url or text",
-                    )
-                    .into());
+                    return Err(ApiError::bad_input(format!("input.sources[{i}]"), "give either url or text").into());
                 }
             });
         }
@@ -103,9 +98,7 @@ impl MutationRoot {
             instructions: input.instructions,
             idempotency_key: input.idempotency_key,
         };
-        Ok(generation::request(app(ctx), &viewer, request)
-            .await?
-            .into())
+        Ok(generation::request(app(ctx), &viewer, request).await?.into())
     }
 
     /// Changes a podcast's title, description or tags. NOT_FOUND when it does

@@ -10,6 +10,7 @@ use crate::services::{accounts, library};
 /// Reads.
 pub struct QueryRoot;
 
+/// Reads: the signed-in user and their library.
 #[Object]
 impl QueryRoot {
     /// The signed-in user. UNAUTHENTICATED without a valid access token.
@@ -27,9 +28,7 @@ impl QueryRoot {
     ) -> async_graphql::Result<Option<Podcast>> {
         let viewer = viewer(ctx).await?;
         let id: PodcastId = parse_id(&id, "id")?;
-        Ok(library::get(app(ctx), &viewer, id)
-            .await?
-            .map(Podcast::from))
+        Ok(library::get(app(ctx), &viewer, id).await?.map(Podcast::from))
     }
 
     /// The viewer's library, one page at a time (Relay connection). Cursors are
@@ -38,26 +37,17 @@ impl QueryRoot {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 0 to 100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Return items after this cursor (an `endCursor` or edge `cursor`).")]
-        after: Option<String>,
+        #[graphql(desc = "Return items after this cursor (an `endCursor` or edge `cursor`).")] after: Option<String>,
         #[graphql(desc = "Restrict by status or search words.")] filter: Option<PodcastFilter>,
         #[graphql(desc = "Sort order; default newest first.")] order_by: Option<PodcastOrder>,
     ) -> async_graphql::Result<PodcastConnection> {
         let viewer = viewer(ctx).await?;
         let first = library::page_size(first)?;
         let order = PodcastOrder::to_db(order_by.as_ref());
-        let after = after
-            .as_deref()
-            .map(|c| library::decode_cursor(order, c))
-            .transpose()?;
+        let after = after.as_deref().map(|c| library::decode_cursor(order, c)).transpose()?;
         let filter = filter.unwrap_or_default();
         let filter = library::filter(
-            filter
-                .status
-                .unwrap_or_default()
-                .into_iter()
-                .map(Into::into)
-                .collect(),
+            filter.status.unwrap_or_default().into_iter().map(Into::into).collect(),
             filter.search.as_deref(),
         )?;
         let page = library::page(app(ctx), &viewer, &filter, order, first, after).await?;

@@ -14,6 +14,7 @@ use crate::services::library;
 /// A Podforge account.
 pub struct User(pub UserRow);
 
+/// A Podforge account.
 #[Object]
 impl User {
     /// Unique id (UUID).
@@ -33,6 +34,7 @@ impl User {
 /// Tokens returned by `register`, `login` and `refreshToken`.
 pub struct AuthPayload(pub AuthTokens);
 
+/// Tokens returned by `register`, `login` and `refreshToken`.
 #[Object]
 impl AuthPayload {
     /// Short-lived JWT. Send it as `Authorization: Bearer <accessToken>` on HTTP,
@@ -133,6 +135,8 @@ impl From<PodcastRow> for Podcast {
     }
 }
 
+/// A podcast episode in the viewer's library: the request, its progress and,
+/// once generated, the episode.
 #[Object]
 impl Podcast {
     /// Unique id (UUID).
@@ -299,6 +303,7 @@ pub struct PodcastEdge {
     pub(crate) node: PodcastRow,
 }
 
+/// A podcast and its cursor.
 #[Object]
 impl PodcastEdge {
     /// Opaque position of this edge; stays valid while rows are added or removed.
@@ -320,6 +325,7 @@ pub struct PodcastConnection {
     pub(crate) after: Option<crate::db::podcasts::Keyset>,
 }
 
+/// A page of the viewer's library (Relay connection).
 #[Object]
 impl PodcastConnection {
     /// The podcasts of this page with their cursors.
@@ -328,10 +334,7 @@ impl PodcastConnection {
     }
     /// The podcasts of this page.
     async fn nodes(&self) -> Vec<Podcast> {
-        self.edges
-            .iter()
-            .map(|e| Podcast::from(e.node.clone()))
-            .collect()
+        self.edges.iter().map(|e| Podcast::from(e.node.clone())).collect()
     }
     /// Paging information.
     async fn page_info(&self, ctx: &Context<'_>) -> async_graphql::Result<PageInfo> {

@@ -52,11 +52,7 @@ pub fn normalize_email(raw: &str) -> ApiResult<String> {
     Ok(email)
 }
 
-async fn start_session(
-    app: &App,
-    conn: &mut crate::db::AsyncPgConnection,
-    user: User,
-) -> ApiResult<AuthTokens> {
+async fn start_session(app: &App, conn: &mut crate::db::AsyncPgConnection, user: User) -> ApiResult<AuthTokens> {
     let session = SessionId::new();
     users::create_session(conn, session, user.id).await?;
     issue(app, conn, session, user).await
@@ -69,9 +65,8 @@ async fn issue(
     user: User,
 ) -> ApiResult<AuthTokens> {
     let refresh_token = token::new_refresh_token();
-    let refresh_expires = Utc::now()
-        + chrono::Duration::from_std(app.config.auth.refresh_token_ttl)
-            .map_err(anyhow::Error::from)?;
+    let refresh_expires =
+        Utc::now() + chrono::Duration::from_std(app.config.auth.refresh_token_ttl).map_err(anyhow::Error::from)?;
     users::insert_refresh_token(
         conn,
         session,
@@ -119,9 +114,7 @@ pub async fn register(app: &App, email: &str, password_text: String) -> ApiResul
 pub async fn login(app: &App, email: &str, password_text: String) -> ApiResult<AuthTokens> {
     let wrong = || ApiError::Unauthenticated("wrong email or password".into());
     // Oversized input cannot match a stored password; refuse before hashing it.
-    if password_text.chars().count() > password::MAX_PASSWORD_CHARS
-        || email.len() > MAX_EMAIL_BYTES * 2
-    {
+    if password_text.chars().count() > password::MAX_PASSWORD_CHARS || email.len() > MAX_EMAIL_BYTES * 2 {
         return Err(wrong());
     }
     let email = email.trim().to_lowercase();
@@ -159,16 +152,13 @@ enum Refusal {
 /// Errors: UNAUTHENTICATED for an unknown, expired, reused or revoked token.
 pub async fn refresh(app: &App, refresh_token: &str) -> ApiResult<AuthTokens> {
     if refresh_token.len() > 256 {
-        return Err(ApiError::Unauthenticated(
-            "the refresh token is invalid".into(),
-        ));
+        return Err(ApiError::Unauthenticated("the refresh token is invalid".into()));
     }
     let hash = token::hash_refresh_token(refresh_token.trim());
     let mut conn = app.pool.get().await?;
     let outcome: Result<AuthTokens, Refusal> = conn
         .transaction::<_, ApiError, _>(async |conn| {
-            let Some((row, user_id, revoked_at)) = users::lock_refresh_token(conn, &hash).await?
-            else {
+            let Some((row, user_id, revoked_at)) = users::lock_refresh_token(conn, &hash).await? else {
                 return Ok(Err(Refusal::Unknown));
             };
             if revoked_at.is_some() {
@@ -182,9 +172,7 @@ pub async fn refresh(app: &App, refresh_token: &str) -> ApiResult<AuthTokens> {
                 return Ok(Err(Refusal::Expired));
             }
             users::mark_refresh_token_used(conn, row.id).await?;
-            let user = users::find(conn, user_id)
-                .await?
-                .ok_or(ApiError::NotFound("user"))?;
+            let user = users::find(conn, user_id).await?.ok_or(ApiError::NotFound("user"))?;
             issue(app, conn, row.session_id, user).await.map(Ok)
         })
         .await?;
@@ -225,10 +213,7 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(
-            normalize_email("  Ada@Example.COM ").unwrap(),
-            "ada@example.com"
-        );
+        assert_eq!(normalize_email("  Ada@Example.COM ").unwrap(), "ada@example.com");
         for bad in [
             "",
             "ada",

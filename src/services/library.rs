@@ -47,18 +47,12 @@ pub fn encode_cursor(order: Order, podcast: &Podcast) -> String {
 /// Errors: BAD_USER_INPUT on `after` when it is malformed or from another order.
 pub fn decode_cursor(order: Order, cursor: &str) -> ApiResult<Keyset> {
     let bad = || ApiError::bad_input("after", "the cursor is not valid for this list and order");
-    let raw = URL_SAFE_NO_PAD
-        .decode(cursor.as_bytes())
-        .map_err(|_| bad())?;
+    let raw = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let mut parts = text.split(':');
-    let (Some("v1"), Some(dir), Some(micros), Some(id), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let (Some("v1"), Some(dir), Some(micros), Some(id), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
     let expected = match order {
@@ -132,22 +126,11 @@ pub async fn page(
 ) -> ApiResult<Page> {
     let mut conn = app.pool.get().await?;
     // One extra row tells whether a next page exists.
-    let mut rows = podcasts::page(
-        &mut conn,
-        viewer.user_id,
-        filter,
-        order,
-        after,
-        i64::from(first) + 1,
-    )
-    .await?;
+    let mut rows = podcasts::page(&mut conn, viewer.user_id, filter, order, after, i64::from(first) + 1).await?;
     let has_next_page = rows.len() > first as usize;
     rows.truncate(first as usize);
     Ok(Page {
-        edges: rows
-            .into_iter()
-            .map(|p| (encode_cursor(order, &p), p))
-            .collect(),
+        edges: rows.into_iter().map(|p| (encode_cursor(order, &p), p)).collect(),
         has_next_page,
     })
 }
@@ -179,19 +162,10 @@ pub async fn get(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Option<
 fn clean_text(field: &str, value: String, max: usize) -> ApiResult<String> {
     let value = value.trim().to_owned();
     if value.chars().count() > max {
-        return Err(ApiError::bad_input(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(ApiError::bad_input(field, format!("must be at most {max} characters")));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(ApiError::bad_input(
-            field,
-            "must not contain control characters",
-        ));
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ApiError::bad_input(field, "must not contain control characters"));
     }
     Ok(value)
 }
@@ -209,10 +183,7 @@ pub fn validate_edit(
         .map(|t| clean_text("input.title", t, MAX_TITLE_CHARS))
         .transpose()?;
     if title.as_deref() == Some("") {
-        return Err(ApiError::bad_input(
-            "input.title",
-            "title must not be empty",
-        ));
+        return Err(ApiError::bad_input("input.title", "title must not be empty"));
     }
     let description = description
         .map(|d| clean_text("input.description", d, MAX_DESCRIPTION_CHARS))
@@ -221,10 +192,7 @@ pub fn validate_edit(
         None => None,
         Some(tags) => {
             if tags.len() > MAX_TAGS {
-                return Err(ApiError::bad_input(
-                    "input.tags",
-                    format!("at most {MAX_TAGS} tags"),
-                ));
+                return Err(ApiError::bad_input("input.tags", format!("at most {MAX_TAGS} tags")));
             }
             let mut clean: Vec<String> = Vec::with_capacity(tags.len());
             for tag in tags {
@@ -249,12 +217,7 @@ pub fn validate_edit(
 /// Edits the viewer's podcast.
 ///
 /// Errors: NOT_FOUND when missing or someone else's; BAD_USER_INPUT from [`validate_edit`].
-pub async fn update(
-    app: &App,
-    viewer: &Viewer,
-    id: PodcastId,
-    edit: PodcastEdit,
-) -> ApiResult<Podcast> {
+pub async fn update(app: &App, viewer: &Viewer, id: PodcastId, edit: PodcastEdit) -> ApiResult<Podcast> {
     let mut conn = app.pool.get().await?;
     podcasts::update_owned(&mut conn, viewer.user_id, id, &edit)
         .await?
@@ -304,12 +267,7 @@ mod tests {
 
     #[test]
     fn edits_are_validated() {
-        let e = validate_edit(
-            Some(" T ".into()),
-            None,
-            Some(vec!["A".into(), "a".into(), "b".into()]),
-        )
-        .unwrap();
+        let e = validate_edit(Some(" T ".into()), None, Some(vec!["A".into(), "a".into(), "b".into()])).unwrap();
         assert_eq!(e.title.as_deref(), Some("T"));
         assert_eq!(e.tags.unwrap(), vec!["a", "b"]);
         assert!(validate_edit(Some(" ".into()), None, None).is_err());

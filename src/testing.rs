@@ -1,0 +1,314 @@
+//! Test support: isolated databases from a migrated template, and a
+//! [`TestApp`] that serves the real router on a real port.
+//!
+//! Used by the integration tests and the benchmarks; not part of the service.
+//!
+//! Each test gets its own database, copied from a template that is migrated
+//! once per migration set (`podforge_tpl_<hash of migrations/>`), so tests run
+//! in parallel (nextest runs each in its own process) without sharing state.
+//! The template is created under an advisory lock so concurrent processes
+//! don't race, and the test database is dropped when the [`TestDb`] is.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use crate::app::{self, App};
+use crate::config::Config;
+use crate::db::DbTarget;
+
+/// Server URL tests connect to: `PODFORGE_TEST_DATABASE_URL`, default the local
+/// Postgres (`postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable`).
+pub fn admin_url() -> String {
+    std::env::var("PODFORGE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".to_owned())
+}
+
+fn url_with_db(admin: &str, db: &str) -> anyhow::Result<String> {
+    let mut u = url::Url::parse(admin).context("PODFORGE_TEST_DATABASE_URL must be a URL")?;
+    u.set_path(&format!("/{db}"));
+    Ok(u.to_string())
+}
+
+fn migrations_hash() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut entries: Vec<_> = walk(&dir);
+    entries.sort();
+    let mut h = Sha256::new();
+    for path in entries {
+        h.update(path.to_string_lossy().as_bytes());
+        h.update(std::fs::read(&path).unwrap_or_default());
+    }
+    let digest = h.finalize();
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A database of one's own, dropped (with `FORCE`) when this is dropped.
+pub struct TestDb {
+    /// Database name.
+    pub name: String,
+    /// URL to it.
+    pub url: String,
+    admin: String,
+}
+
+impl TestDb {
+    /// Creates a fresh, migrated database.
+    pub async fn new() -> anyhow::Result<Self> {
+        app::install_crypto_provider();
+        let admin = admin_url();
+        let admin_target = DbTarget::parse(&admin, None, std::time::Duration::from_secs(5))?;
+        let client = admin_target
+            .connect_raw()
+            .await
+            .with_context(|| format!("tests need PostgreSQL at {}", admin_target.describe()))?;
+        let template = format!("podforge_tpl_{}", migrations_hash());
+        // One process creates the template; the others wait on the lock.
+        client.execute("SELECT pg_advisory_lock(7405119)", &[]).await?;
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+            .await?
+            .is_some();
+        let created = if exists {
+            Ok(())
+        } else {
+            build_template(&client, &admin, &template).await
+        };
+        client.execute("SELECT pg_advisory_unlock(7405119)", &[]).await?;
+        created?;
+        let name = format!("podforge_test_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+            .context("creating the test database")?;
+        Ok(Self {
+            url: url_with_db(&admin, &name)?,
+            name,
+            admin,
+        })
+    }
+}
+
+async fn build_template(client: &tokio_postgres::Client, admin: &str, template: &str) -> anyhow::Result<()> {
+    let building = format!("{template}_building");
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+        .await?;
+    client.batch_execute(&format!("CREATE DATABASE {building}")).await?;
+    let target = DbTarget::parse(&url_with_db(admin, &building)?, None, std::time::Duration::from_secs(5))?;
+    crate::db::migrate::run(&target).await?;
+    // Renaming needs no open connection to it; the migration's has closed.
+    client
+        .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+        .await?;
+    Ok(())
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop cannot await; do it on a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(target) = DbTarget::parse(&admin, None, std::time::Duration::from_secs(5))
+                    && let Ok(client) = target.connect_raw().await
+                {
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Configuration for tests: a fixed JWT secret, cheap Argon2, the test database.
+pub fn test_config(database_url: &str) -> Config {
+    let mut vars = std::collections::HashMap::new();
+    vars.insert("DATABASE_URL", database_url.to_owned());
+    vars.insert("JWT_SECRET", "test-secret-test-secret-test-secret!".to_owned());
+    vars.insert("PODFORGE_ARGON2_MEMORY_KIB", "1024".to_owned());
+    vars.insert("PODFORGE_ARGON2_ITERATIONS", "1".to_owned());
+    vars.insert("PODFORGE_BIND", "127.0.0.1:0".to_owned());
+    vars.insert("PODFORGE_DB_POOL_SIZE", "5".to_owned());
+    #[expect(clippy::expect_used, reason = "test support: the fixed configuration is valid")]
+    Config::from_lookup(&move |k| vars.get(k).cloned()).expect("test configuration")
+}
+
+/// A signed-in test user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// User id.
+    pub id: String,
+    /// Email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// Access token.
+    pub token: String,
+    /// Refresh token.
+    pub refresh_token: String,
+}
+
+/// The real router served on 127.0.0.1:0 over its own database.
+pub struct TestApp {
+    /// The app state.
+    pub app: Arc<App>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    /// The database (dropped last).
+    pub db: TestDb,
+}
+
+impl TestApp {
+    /// A server with the test configuration.
+    pub async fn new() -> Self {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A server whose configuration `edit` may change first.
+    pub async fn with_config(edit: impl FnOnce(&mut Config)) -> Self {
+        #[expect(clippy::expect_used, reason = "test support")]
+        let db = TestDb::new().await.expect("test database");
+        let mut config = test_config(&db.url);
+        edit(&mut config);
+        Self::start(db, config).await
+    }
+
+    /// Serves `config` over `db`.
+    pub async fn start(db: TestDb, config: Config) -> Self {
+        #[expect(clippy::expect_used, reason = "test support")]
+        let app = App::new(config, false).await.expect("app");
+        #[expect(clippy::expect_used, reason = "test support")]
+        let (listener, addr) = app::bind(app.config.bind).await.expect("bind");
+        let (tx, rx) = oneshot::channel::<()>();
+        let router = app::router(app.clone());
+        let server = tokio::spawn(async move {
+            let _ = app::serve(listener, router, async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Self {
+            app,
+            addr,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            server: Some(server),
+            db,
+        }
+    }
+
+    /// Also returns a freshly registered, signed-in user.
+    pub async fn with_user(self) -> (Self, TestUser) {
+        let user = self.user().await;
+        (self, user)
+    }
+
+    /// `http://127.0.0.1:port/graphql`.
+    pub fn graphql_url(&self) -> String {
+        format!("http://{}/graphql", self.addr)
+    }
+
+    /// `ws://127.0.0.1:port/graphql/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/graphql/ws", self.addr)
+    }
+
+    /// Posts one operation; returns the response JSON (data and errors).
+    pub async fn gql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        self.post_json(json!({ "query": query, "variables": variables }), token)
+            .await
+            .1
+    }
+
+    /// Posts any JSON body; returns the HTTP status and response JSON.
+    pub async fn post_json(&self, body: Value, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.post(self.graphql_url()).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        #[expect(clippy::expect_used, reason = "test support")]
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        #[expect(clippy::expect_used, reason = "test support")]
+        let json = resp.json().await.expect("JSON response");
+        (status, json)
+    }
+
+    /// Registers a new user with a random email.
+    pub async fn user(&self) -> TestUser {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        let password = "correct horse battery staple".to_owned();
+        let v = self
+            .gql(
+                "mutation($e: String!, $p: String!) { register(input: {email: $e, password: $p}) { accessToken refreshToken user { id } } }",
+                json!({ "e": email, "p": password }),
+                None,
+            )
+            .await;
+        let r = &v["data"]["register"];
+        assert!(r.is_object(), "register failed: {v}");
+        TestUser {
+            id: r["user"]["id"].as_str().unwrap_or_default().to_owned(),
+            email,
+            password,
+            token: r["accessToken"].as_str().unwrap_or_default().to_owned(),
+            refresh_token: r["refreshToken"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// The `extensions.code` of the first error in a response, if any.
+pub fn error_code(response: &Value) -> Option<&str> {
+    response["errors"][0]["extensions"]["code"].as_str()
+}

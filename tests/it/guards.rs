@@ -1,0 +1,134 @@
+//! Hostile documents are refused before anything runs, and the server keeps serving.
+
+use podforge::testing::{TestApp, error_code};
+use serde_json::json;
+
+#[tokio::test]
+async fn deep_wide_and_directive_heavy_documents_are_refused() {
+    let (app, user) = TestApp::new().await.with_user().await;
+    let deep = format!(
+        "{{ __schema {{ types {}{{ name }}{} }} }}",
+        "{ fields { type ".repeat(25),
+        " } }".repeat(25)
+    );
+    let aliases = format!(
+        "{{ {} }}",
+        (0..1000)
+            .map(|i| format!("a{i}: me {{ id }}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let typenames = format!(
+        "{{ {} }}",
+        (0..1000)
+            .map(|i| format!("t{i}: __typename"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let directives = format!("{{ me {} {{ id }} }}", "@include(if: true) ".repeat(10_000));
+    let few_directives =
+        "{ me @include(if: true) @skip(if: false) @include(if: true) @skip(if: false) @include(if: true) { id } }";
+    // Fragments are inlined: a chain of spreads is as deep as its expansion.
+    let mut fragments = String::from("query { ...F0 }");
+    for i in 0..30 {
+        fragments.push_str(&format!(
+            " fragment F{i} on Query {{ podcasts {{ edges {{ node {{ id }} }} }} ...F{} }}",
+            i + 1
+        ));
+    }
+    fragments.push_str(" fragment F30 on Query { __typename }");
+    let fragment_fanout = {
+        // 3 spreads of a 200-field fragment: 600 fields once inlined.
+        let fields = (0..200)
+            .map(|i| format!("f{i}: __typename"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!("query {{ ...A ...A ...A }} fragment A on Query {{ {fields} }}")
+    };
+    for (name, query) in [
+        ("50-level nesting", deep.as_str()),
+        ("1,000 aliases", aliases.as_str()),
+        ("1,000 __typename aliases", typenames.as_str()),
+        ("10,000 directives", directives.as_str()),
+        ("5 directives on one field", few_directives),
+        ("fragment fan-out", fragment_fanout.as_str()),
+    ] {
+        let v = app.gql(query, json!({}), Some(&user.token)).await;
+        assert_eq!(error_code(&v), Some("GRAPHQL_VALIDATION_FAILED"), "{name}: {v}");
+        assert!(v["data"].is_null(), "{name}: nothing ran: {v}");
+    }
+    let v = app.gql(&fragments, json!({}), Some(&user.token)).await;
+    assert!(v["data"].is_null() && v["errors"].is_array(), "fragment chain: {v}");
+    // Still serving.
+    let me = app.gql("{ me { id } }", json!({}), Some(&user.token)).await;
+    assert_eq!(me["data"]["me"]["id"], user.id.as_str());
+}
+
+#[tokio::test]
+async fn body_batch_and_syntax_limits() {
+    let app = TestApp::with_config(|c| {
+        c.limits.max_body_bytes = 4_096;
+        c.limits.max_batch = 3;
+    })
+    .await;
+    let big = json!({"query": format!("{{ __typename }} # {}", "x".repeat(5_000))});
+    let (status, v) = app.post_json(big, None).await;
+    assert_eq!(status, 413);
+    assert_eq!(error_code(&v), Some("BAD_REQUEST"));
+
+    let op = json!({"query": "{ __typename }"});
+    let (status, v) = app.post_json(json!([op, op, op]), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(3), "{v}");
+    let (status, v) = app.post_json(json!([op, op, op, op]), None).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&v), Some("BAD_REQUEST"));
+    let (status, _) = app.post_json(json!([]), None).await;
+    assert_eq!(status, 400);
+
+    let (status, v) = app.post_json(json!({"nonsense": true}), None).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&v), Some("BAD_REQUEST"));
+    let v = app.gql("{ me { id ", json!({}), None).await;
+    assert_eq!(error_code(&v), Some("GRAPHQL_PARSE_FAILED"), "{v}");
+    let v = app.gql("{ nosuchfield }", json!({}), None).await;
+    assert_eq!(error_code(&v), Some("GRAPHQL_VALIDATION_FAILED"), "{v}");
+    let v = app
+        .gql(
+            "query($n: Int) { podcasts(first: $n) { totalCount } }",
+            json!({"n": "ten"}),
+            None,
+        )
+        .await;
+    assert!(error_code(&v).is_some(), "wrong variable types carry a code: {v}");
+}
+
+#[tokio::test]
+async fn input_length_limits_hold() {
+    let (app, user) = TestApp::new().await.with_user().await;
+    let generate = "mutation($i: GeneratePodcastInput!) { generatePodcast(input: $i) { id } }";
+    for (input, field) in [
+        (json!({"topic": "x".repeat(501)}), "input.topic"),
+        (
+            json!({"topic": "Cats", "instructions": "x".repeat(2_001)}),
+            "input.instructions",
+        ),
+        (
+            json!({"topic": "Cats", "sources": [{"text": "x".repeat(500_001)}]}),
+            "input.sources[0].text",
+        ),
+        (
+            json!({"topic": "Cats", "hosts": [{"name": "x".repeat(41)}]}),
+            "input.hosts[0].name",
+        ),
+        (
+            json!({"topic": "Cats", "idempotencyKey": "k".repeat(101)}),
+            "input.idempotencyKey",
+        ),
+        (json!({"topic": "Cats", "targetMinutes": 61}), "input.targetMinutes"),
+    ] {
+        let v = app.gql(generate, json!({"i": input}), Some(&user.token)).await;
+        assert_eq!(error_code(&v), Some("BAD_USER_INPUT"), "{field}: {v}");
+        assert_eq!(v["errors"][0]["extensions"]["field"], field);
+    }
+}

@@ -157,12 +157,9 @@ pub fn check(query: &str, limits: &DocumentLimits) -> Result<DocumentStats, Stri
                 let is_directive_name = prev == b'@';
                 let is_type_condition = prev_name_on;
                 let after_spread = prev == b'.';
-                if in_selection
-                    && !is_alias
-                    && !is_directive_name
-                    && !is_type_condition
-                    && !(after_spread && name == b"on")
-                {
+                let is_inline_fragment = after_spread && name == b"on";
+                let counts = in_selection && !is_alias && !is_directive_name && !is_type_condition;
+                if counts && !is_inline_fragment {
                     stats.selections += 1;
                     if stats.selections > limits.max_selections {
                         return Err(format!("the query selects more than {} fields", limits.max_selections));

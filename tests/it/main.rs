@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 //! Integration tests: one binary (each test binary links the whole crate).
 //! Every test gets its own database from a migrated template and talks to the
 //! real router over real HTTP (see `podforge::testing`).
@@ -6,5 +8,6 @@ mod accounts;
 mod guards;
 mod http;
 mod library;
+mod process;
 mod schema;
 mod tls;

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: starts PostgreSQL if it is down,
+# installs what the tests need, then runs every test against real parts.
+# Usage: bash scripts/test.sh [extra cargo-nextest / cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# PostgreSQL on 127.0.0.1:5432 (tests create and drop their own databases).
+if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  echo "test.sh: PostgreSQL is down; starting it"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  for _ in $(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break; sleep 1; done
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast "$@"
+else
+  cargo test --no-fail-fast "$@"
+fi

@@ -1,0 +1,152 @@
+//! The real binary: `podforge serve` as a process, driven over HTTP the way a
+//! client would, then stopped with SIGTERM.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podforge::testing::{TestDb, error_code};
+use serde_json::{Value, json};
+
+/// A `podforge serve` child process on a free port, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    pub async fn start(db: &TestDb, extra_env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_podforge"));
+        cmd.arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("PODFORGE_BIND", format!("127.0.0.1:{port}"))
+            .env("JWT_SECRET", "process-test-secret-process-test-secret")
+            .env("PODFORGE_ARGON2_MEMORY_KIB", "1024")
+            .env("PODFORGE_ARGON2_ITERATIONS", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = reqwest::get(format!("{base}/readyz")).await
+                && r.status() == 200
+            {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "podforge serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, base }
+    }
+
+    pub async fn gql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const AUTH: &str = "accessToken refreshToken user { id email }";
+
+#[tokio::test]
+async fn scripted_session_against_podforge_serve() {
+    let db = TestDb::new().await.unwrap();
+    let mut server = Server::start(&db, &[]).await;
+    let register = |email: &'static str| {
+        let q = format!("mutation($e: String!) {{ register(input: {{email: $e, password: \"a long enough secret\"}}) {{ {AUTH} }} }}");
+        let server = &server;
+        async move { server.gql(&q, json!({"e": email}), None).await["data"]["register"].clone() }
+    };
+    let a = register("alice@example.com").await;
+    let b = register("bob@example.com").await;
+    assert!(a["accessToken"].is_string() && b["accessToken"].is_string());
+
+    // Log in, me.
+    let login = server
+        .gql(&format!("mutation {{ login(input: {{email: \"alice@example.com\", password: \"a long enough secret\"}}) {{ {AUTH} }} }}"), json!({}), None)
+        .await;
+    let alice = login["data"]["login"]["accessToken"].as_str().unwrap().to_owned();
+    let alice_refresh = login["data"]["login"]["refreshToken"].as_str().unwrap().to_owned();
+    let bob = b["accessToken"].as_str().unwrap().to_owned();
+    let me = server.gql("{ me { email } }", json!({}), Some(&alice)).await;
+    assert_eq!(me["data"]["me"]["email"], "alice@example.com");
+
+    // Refresh, then reuse detection.
+    let refresh = "mutation($t: String!) { refreshToken(token: $t) { accessToken refreshToken } }";
+    let r = server.gql(refresh, json!({"t": alice_refresh}), None).await;
+    let alice2 = r["data"]["refreshToken"]["accessToken"].as_str().unwrap().to_owned();
+    let reuse = server.gql(refresh, json!({"t": alice_refresh}), None).await;
+    assert_eq!(error_code(&reuse), Some("UNAUTHENTICATED"));
+    assert_eq!(error_code(&server.gql("{ me { id } }", json!({}), Some(&alice2)).await), Some("UNAUTHENTICATED"));
+    // Alice's first session (from register) still works.
+    let alice = a["accessToken"].as_str().unwrap().to_owned();
+
+    // Libraries: empty, then with podcasts.
+    let count = "{ podcasts { totalCount edges { node { id topic } } } }";
+    assert_eq!(server.gql(count, json!({}), Some(&alice)).await["data"]["podcasts"]["totalCount"], 0);
+    assert_eq!(server.gql(count, json!({}), Some(&bob)).await["data"]["podcasts"]["totalCount"], 0);
+    let generate = "mutation($t: String!) { generatePodcast(input: {topic: $t}) { id status } }";
+    let p1 = server.gql(generate, json!({"t": "Tides and the moon"}), Some(&alice)).await;
+    let id = p1["data"]["generatePodcast"]["id"].as_str().unwrap().to_owned();
+    server.gql(generate, json!({"t": "Volcanoes"}), Some(&alice)).await;
+    server.gql(generate, json!({"t": "Bob's episode"}), Some(&bob)).await;
+    assert_eq!(server.gql(count, json!({}), Some(&alice)).await["data"]["podcasts"]["totalCount"], 2);
+    assert_eq!(server.gql(count, json!({}), Some(&bob)).await["data"]["podcasts"]["totalCount"], 1);
+
+    // Bob can't see, change or delete Alice's podcast.
+    let get = "query($id: ID!) { podcast(id: $id) { id title } }";
+    assert_eq!(server.gql(get, json!({"id": id}), Some(&bob)).await["data"]["podcast"], Value::Null);
+    let update = "mutation($id: ID!) { updatePodcast(id: $id, input: {title: \"Mine now\"}) { title } }";
+    assert_eq!(error_code(&server.gql(update, json!({"id": id}), Some(&bob)).await), Some("NOT_FOUND"));
+    let delete = "mutation($id: ID!) { deletePodcast(id: $id) }";
+    assert_eq!(error_code(&server.gql(delete, json!({"id": id}), Some(&bob)).await), Some("NOT_FOUND"));
+
+    // Alice can.
+    let upd = server.gql(update, json!({"id": id}), Some(&alice)).await;
+    assert_eq!(upd["data"]["updatePodcast"]["title"], "Mine now");
+    assert_eq!(server.gql(delete, json!({"id": id}), Some(&alice)).await["data"]["deletePodcast"], id.as_str());
+    assert_eq!(server.gql(count, json!({}), Some(&alice)).await["data"]["podcasts"]["totalCount"], 1);
+
+    // Hostile documents are refused fast and the server keeps serving.
+    let deep = format!("{{ __schema {{ types {}{{ name }}{} }} }}", "{ fields { type ".repeat(25), " } }".repeat(25));
+    let aliases = format!("{{ {} }}", (0..1000).map(|i| format!("a{i}: me {{ id }}")).collect::<Vec<_>>().join(" "));
+    let directives = format!("{{ me {} {{ id }} }}", "@include(if: true) ".repeat(10_000));
+    for q in [&deep, &aliases, &directives] {
+        let v = server.gql(q, json!({}), Some(&alice)).await;
+        assert_eq!(error_code(&v), Some("GRAPHQL_VALIDATION_FAILED"), "{v}");
+    }
+    assert!(server.gql("{ me { id } }", json!({}), Some(&alice)).await["data"]["me"].is_object());
+
+    // SIGTERM: graceful exit.
+    assert!(server.terminate().success());
+}

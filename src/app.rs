@@ -31,8 +31,15 @@ use crate::config::Config;
 use crate::db::{DbPool, DbTarget, connect, migrate};
 use crate::error::ApiResult;
 use crate::graphql::{self, PodforgeSchema, error::request_error};
+use crate::jobs::{WorkerConfig, Workers, queue};
+use crate::pipeline::{GeneratePodcast, Pipeline};
+use crate::progress::{self, hub::Hub};
+use tokio_util::sync::CancellationToken;
 
 /// Shared state of one process.
+///
+/// Fields are documented one by one; nothing here is global, so tests build
+/// an `App` with any configuration and pipeline.
 pub struct App {
     /// The configuration it was built from.
     pub config: Config,
@@ -44,7 +51,30 @@ pub struct App {
     pub tokens: TokenKeys,
     /// Newest embedded migration, checked by `/readyz`.
     pub latest_migration: String,
+    /// In-process fan-out of progress events and library changes.
+    pub hub: Arc<Hub>,
+    /// The stages generations run.
+    pub pipeline: Arc<Pipeline>,
+    /// This process's job workers (running only when started).
+    pub workers: Arc<Workers>,
     dummy_hash: OnceCell<String>,
+}
+
+/// How to build an [`App`].
+pub struct AppOptions {
+    /// Apply pending migrations first.
+    pub migrate: bool,
+    /// The generation pipeline; `None` picks it from the configuration.
+    pub pipeline: Option<Pipeline>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            migrate: true,
+            pipeline: None,
+        }
+    }
 }
 
 impl App {
@@ -53,6 +83,19 @@ impl App {
     ///
     /// Errors: one line naming the database target and the fix when it cannot be reached.
     pub async fn new(config: Config, run_migrations: bool) -> anyhow::Result<Arc<Self>> {
+        Self::build(
+            config,
+            AppOptions {
+                migrate: run_migrations,
+                pipeline: None,
+            },
+        )
+        .await
+    }
+
+    /// [`Self::new`] with every option.
+    pub async fn build(config: Config, options: AppOptions) -> anyhow::Result<Arc<Self>> {
+        let run_migrations = options.migrate;
         install_crypto_provider();
         if config.auth.jwt_secret_is_ephemeral {
             tracing::warn!(
@@ -71,14 +114,105 @@ impl App {
             config.auth.access_token_ttl,
             config.auth.leeway,
         )?;
+        let hub = Hub::new(pool.clone());
+        let pipeline = Arc::new(match options.pipeline {
+            Some(p) => p,
+            None => Pipeline::unconfigured(),
+        });
+        let generate = GeneratePodcast::new(pool.clone(), hub.clone(), pipeline.clone());
+        let workers = Workers::new(
+            pool.clone(),
+            vec![generate],
+            WorkerConfig {
+                concurrency: config.jobs.workers,
+                lease: config.jobs.lease,
+                poll_interval: config.jobs.poll_interval,
+                backoff_base: config.jobs.backoff_base,
+                ..WorkerConfig::default()
+            },
+        );
         Ok(Arc::new(Self {
             config,
             pool,
             db_target,
             tokens,
             latest_migration: migrate::latest_version(),
+            hub,
+            pipeline,
+            workers,
             dummy_hash: OnceCell::new(),
         }))
+    }
+
+    /// Starts the process's background tasks: the LISTEN connection (feeding
+    /// the hub and the workers) and, when `run_workers`, the job workers. They
+    /// stop when `shutdown` is cancelled; await the handle to let running jobs
+    /// hand back their leases.
+    pub fn start_background(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+        run_workers: bool,
+    ) -> tokio::task::JoinHandle<()> {
+        let listen_target = match &self.config.database.listen_url {
+            Some(url) => {
+                match DbTarget::parse(
+                    url,
+                    self.config.database.ca_file.as_deref(),
+                    self.config.database.connect_timeout,
+                ) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(error = %e, "PODFORGE_LISTEN_DATABASE_URL is invalid; using DATABASE_URL");
+                        self.db_target.clone()
+                    }
+                }
+            }
+            None => self.db_target.clone(),
+        };
+        let (hub, workers) = (self.hub.clone(), self.workers.clone());
+        let dispatch: crate::listen::Dispatch = Arc::new(move |channel, payload| match channel {
+            queue::JOBS_CHANNEL => workers.wake(),
+            queue::CANCEL_CHANNEL => {
+                if let Ok(id) = payload.parse() {
+                    workers.cancel_local(id);
+                }
+            }
+            _ => hub.on_notification(channel, payload),
+        });
+        let (hub, workers) = (self.hub.clone(), self.workers.clone());
+        let on_reconnect: crate::listen::OnReconnect = Arc::new(move || {
+            hub.refresh_all();
+            workers.wake();
+        });
+        let listener = tokio::spawn(crate::listen::run(
+            listen_target,
+            vec![
+                queue::JOBS_CHANNEL,
+                queue::CANCEL_CHANNEL,
+                progress::EVENTS_CHANNEL,
+                progress::LIBRARY_CHANNEL,
+            ],
+            dispatch,
+            on_reconnect,
+            shutdown.clone(),
+        ));
+        let workers =
+            (run_workers && self.config.jobs.workers > 0).then(|| tokio::spawn(self.workers.clone().run(shutdown)));
+        tokio::spawn(async move {
+            if let Some(w) = workers {
+                let _ = w.await;
+            }
+            let _ = listener.await;
+        })
+    }
+
+    /// After a commit that enqueued jobs: wakes this process's workers and,
+    /// through NOTIFY, the others'.
+    pub async fn jobs_enqueued(&self, conn: &mut crate::db::AsyncPgConnection) {
+        self.workers.wake();
+        if let Err(e) = queue::notify_enqueued(conn, crate::pipeline::JOB_KIND).await {
+            tracing::warn!(error = %e, "job notification failed; workers will find the job by polling");
+        }
     }
 
     /// Argon2 settings from the configuration.
@@ -110,7 +244,8 @@ struct HttpState {
     schema: PodforgeSchema,
 }
 
-/// The HTTP router: `POST /graphql`, GraphiQL at `GET /graphql`, `/healthz`, `/readyz`.
+/// The HTTP router: `POST /graphql`, GraphiQL at `GET /graphql`, websockets at
+/// `/graphql/ws`, `/healthz`, `/readyz`.
 pub fn router(app: Arc<App>) -> Router {
     let schema = graphql::build(app.clone());
     let state = HttpState {
@@ -121,8 +256,13 @@ pub fn router(app: Arc<App>) -> Router {
     if app.config.graphiql {
         graphql_route = graphql_route.get(graphiql);
     }
+    let (ws_app, ws_schema) = (app.clone(), state.schema.clone());
+    let ws_route = get(move |headers: HeaderMap, ws: axum::extract::WebSocketUpgrade| {
+        graphql::ws::upgrade(ws_app.clone(), ws_schema.clone(), headers, ws)
+    });
     Router::new()
         .route("/graphql", graphql_route)
+        .route("/graphql/ws", ws_route)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)

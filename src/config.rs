@@ -123,6 +123,34 @@ pub struct Limits {
     pub max_active_generations: usize,
 }
 
+/// Job queue and worker settings (`PODFORGE_WORKERS`, `PODFORGE_JOB_*`).
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Jobs run at once by `serve` (0: this process runs none) and by `worker`.
+    pub workers: usize,
+    /// Lease length; a worker silent this long loses its job to another.
+    pub lease: Duration,
+    /// Poll interval when no notification arrives.
+    pub poll_interval: Duration,
+    /// Attempts before a generation fails for good.
+    pub max_attempts: i32,
+    /// First retry delay (doubling per attempt, capped at 5 minutes).
+    pub backoff_base: Duration,
+}
+
+/// Websocket settings (`PODFORGE_WS_*`).
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Time a client has to send `connection_init` (then close 4408).
+    pub init_timeout: Duration,
+    /// Interval of server pings (`ping` / legacy `ka`).
+    pub keepalive: Duration,
+    /// Most active subscriptions on one socket.
+    pub max_subscriptions: usize,
+    /// Largest accepted message, bytes.
+    pub max_message_bytes: usize,
+}
+
 /// The whole service configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -138,6 +166,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Request limits.
     pub limits: Limits,
+    /// Job queue and workers.
+    pub jobs: JobsConfig,
+    /// Websockets.
+    pub ws: WsConfig,
     /// Serve GraphiQL at `GET /graphql`.
     pub graphiql: bool,
     /// Answer introspection queries.
@@ -274,6 +306,23 @@ impl Config {
             max_active_generations: env.parse("PODFORGE_MAX_ACTIVE_GENERATIONS", 3)?,
         };
 
+        let jobs = JobsConfig {
+            workers: env.parse("PODFORGE_WORKERS", 2)?,
+            lease: env.secs("PODFORGE_JOB_LEASE_SECS", 30)?,
+            poll_interval: env.millis("PODFORGE_JOB_POLL_MS", 5_000)?,
+            max_attempts: env.parse("PODFORGE_JOB_MAX_ATTEMPTS", 3)?,
+            backoff_base: env.millis("PODFORGE_JOB_BACKOFF_MS", 5_000)?,
+        };
+        if jobs.lease < Duration::from_secs(1) || jobs.max_attempts < 1 {
+            bail!("PODFORGE_JOB_LEASE_SECS must be at least 1 and PODFORGE_JOB_MAX_ATTEMPTS at least 1");
+        }
+        let ws = WsConfig {
+            init_timeout: env.millis("PODFORGE_WS_INIT_TIMEOUT_MS", 10_000)?,
+            keepalive: env.secs("PODFORGE_WS_KEEPALIVE_SECS", 15)?,
+            max_subscriptions: env.parse("PODFORGE_WS_MAX_SUBSCRIPTIONS", 100)?,
+            max_message_bytes: env.parse("PODFORGE_WS_MAX_MESSAGE_BYTES", 64 * 1024)?,
+        };
+
         Ok(Self {
             environment,
             bind: env
@@ -283,6 +332,8 @@ impl Config {
             auth,
             cors_origins,
             limits,
+            jobs,
+            ws,
             graphiql: env.flag("PODFORGE_GRAPHIQL", !production)?,
             introspection: env.flag("PODFORGE_INTROSPECTION", !production)?,
             log_format: match env.raw("PODFORGE_LOG_FORMAT").as_deref().map(str::trim) {

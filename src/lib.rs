@@ -8,7 +8,11 @@
 //! - [`domain`]: ids, statuses and formats shared by every layer.
 //! - [`auth`]: passwords, tokens, the viewer of a request.
 //! - [`services`]: use-cases called by resolvers, the CLI and tests.
-//! - [`graphql`]: schema, resolvers, error codes.
+//! - [`graphql`]: schema, resolvers, error codes, the websocket protocols.
+//! - [`jobs`]: a generic durable job queue and its workers.
+//! - [`listen`]: the process's LISTEN connection.
+//! - [`progress`]: generation events and their fan-out.
+//! - [`pipeline`]: the generation stages and the runner that checkpoints them.
 //! - [`telemetry`]: logging set-up.
 //! - [`testing`]: test databases and a served app for tests and benchmarks.
 
@@ -19,6 +23,10 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod graphql;
+pub mod jobs;
+pub mod listen;
+pub mod pipeline;
+pub mod progress;
 pub mod services;
 pub mod telemetry;
 pub mod testing;

@@ -1,4 +1,4 @@
-//! The `podforge` command line: serve, migrate, schema.
+//! The `podforge` command line: serve, worker, migrate, schema.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use podforge::app::{self, App};
 use podforge::config::Config;
 use podforge::{db, graphql, telemetry};
+use tokio_util::sync::CancellationToken;
 
 /// Podforge: topic and sources in, podcast episode out, through one GraphQL API.
 #[derive(Parser)]
@@ -23,6 +24,16 @@ enum Command {
         /// Address to listen on (overrides PODFORGE_BIND).
         #[arg(long)]
         bind: Option<SocketAddr>,
+        /// Generation jobs run at once in this process (overrides
+        /// PODFORGE_WORKERS); 0 serves the API only.
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Run generation jobs only, no HTTP (scale workers apart from the API).
+    Worker {
+        /// Jobs run at once (overrides PODFORGE_WORKERS).
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -64,14 +75,44 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve { bind } => {
+        Command::Serve { bind, workers } => {
             if let Some(bind) = bind {
                 config.bind = bind;
             }
+            if let Some(n) = workers {
+                config.jobs.workers = n;
+            }
             let app = App::new(config, true).await?;
             let (listener, addr) = app::bind(app.config.bind).await?;
-            tracing::info!(%addr, "serving GraphQL at http://{addr}/graphql");
-            app::serve(listener, app::router(app), app::shutdown_signal()).await
+            let shutdown = CancellationToken::new();
+            let background = app.start_background(shutdown.clone(), true);
+            tracing::info!(%addr, workers = app.config.jobs.workers, "serving GraphQL at http://{addr}/graphql");
+            let stop = shutdown.clone();
+            let served = app::serve(listener, app::router(app), async move {
+                app::shutdown_signal().await;
+                stop.cancel();
+            })
+            .await;
+            // Running jobs stop at a safe point and hand back their leases.
+            shutdown.cancel();
+            let _ = background.await;
+            served
+        }
+        Command::Worker { workers } => {
+            if let Some(n) = workers {
+                config.jobs.workers = n;
+            }
+            if config.jobs.workers == 0 {
+                anyhow::bail!("a worker needs at least one slot (--workers or PODFORGE_WORKERS)");
+            }
+            let app = App::new(config, true).await?;
+            let shutdown = CancellationToken::new();
+            let background = app.start_background(shutdown.clone(), true);
+            tracing::info!(workers = app.config.jobs.workers, "running generation jobs");
+            app::shutdown_signal().await;
+            shutdown.cancel();
+            let _ = background.await;
+            Ok(())
         }
         Command::Migrate => {
             app::install_crypto_provider();

@@ -184,6 +184,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    background: Option<(tokio::task::JoinHandle<()>, tokio_util::sync::CancellationToken)>,
     /// The database (dropped last).
     pub db: TestDb,
 }
@@ -203,10 +204,38 @@ impl TestApp {
         Self::start(db, config).await
     }
 
+    /// A server that also runs workers over `pipeline` (jobs settings for
+    /// fast tests: 2 s leases, 50 ms backoff), after `edit`.
+    pub async fn with_pipeline(pipeline: crate::pipeline::Pipeline, edit: impl FnOnce(&mut Config)) -> Self {
+        #[expect(clippy::expect_used, reason = "test support")]
+        let db = TestDb::new().await.expect("test database");
+        let mut config = test_config(&db.url);
+        config.jobs.lease = std::time::Duration::from_secs(2);
+        config.jobs.backoff_base = std::time::Duration::from_millis(50);
+        config.jobs.poll_interval = std::time::Duration::from_millis(500);
+        edit(&mut config);
+        let mut app = Self::start_with(db, config, Some(pipeline)).await;
+        let token = tokio_util::sync::CancellationToken::new();
+        app.background = Some((app.app.start_background(token.clone(), true), token));
+        app
+    }
+
     /// Serves `config` over `db`.
     pub async fn start(db: TestDb, config: Config) -> Self {
+        Self::start_with(db, config, None).await
+    }
+
+    async fn start_with(db: TestDb, config: Config, pipeline: Option<crate::pipeline::Pipeline>) -> Self {
         #[expect(clippy::expect_used, reason = "test support")]
-        let app = App::new(config, false).await.expect("app");
+        let app = App::build(
+            config,
+            crate::app::AppOptions {
+                migrate: false,
+                pipeline,
+            },
+        )
+        .await
+        .expect("app");
         #[expect(clippy::expect_used, reason = "test support")]
         let (listener, addr) = app::bind(app.config.bind).await.expect("bind");
         let (tx, rx) = oneshot::channel::<()>();
@@ -223,6 +252,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             shutdown: Some(tx),
             server: Some(server),
+            background: None,
             db,
         }
     }
@@ -286,10 +316,14 @@ impl TestApp {
         }
     }
 
-    /// Stops the server and waits for it.
+    /// Stops the server and waits for it (workers hand back their jobs).
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some((handle, token)) = self.background.take() {
+            token.cancel();
+            let _ = handle.await;
         }
         if let Some(server) = self.server.take() {
             let _ = server.await;
@@ -302,6 +336,10 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        if let Some((handle, token)) = self.background.take() {
+            token.cancel();
+            handle.abort();
+        }
         if let Some(server) = self.server.take() {
             server.abort();
         }
@@ -311,4 +349,160 @@ impl Drop for TestApp {
 /// The `extensions.code` of the first error in a response, if any.
 pub fn error_code(response: &Value) -> Option<&str> {
     response["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// What a [`ScriptedStage`] does on its next runs.
+#[derive(Debug, Clone, Default)]
+pub struct StageScript {
+    /// Wait this long before finishing (cancellable).
+    pub delay: std::time::Duration,
+    /// Fail the next this-many runs with this error, then succeed.
+    pub failures: Vec<crate::pipeline::StageError>,
+    /// Panic on the next this-many runs.
+    pub panics: u32,
+}
+
+/// Shared control and observation of scripted stages.
+#[derive(Debug, Default)]
+pub struct StageControl {
+    scripts: std::sync::Mutex<std::collections::HashMap<crate::pipeline::StageKind, StageScript>>,
+    /// Runs started, per stage.
+    pub runs: std::sync::Mutex<std::collections::HashMap<crate::pipeline::StageKind, u32>>,
+    /// Stages running now, per podcast (to catch two workers on one job).
+    pub active: std::sync::Mutex<std::collections::HashMap<crate::domain::PodcastId, u32>>,
+    /// Most stages seen running at once for one podcast.
+    pub max_active_per_podcast: std::sync::atomic::AtomicU32,
+}
+
+impl StageControl {
+    /// Sets what `stage` does next.
+    pub fn script(&self, stage: crate::pipeline::StageKind, script: StageScript) {
+        self.scripts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stage, script);
+    }
+
+    /// How many times `stage` started.
+    pub fn runs(&self, stage: crate::pipeline::StageKind) -> u32 {
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&stage)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// A stage whose delay, failures and panics a test controls; its output
+/// names the stage and echoes the podcast's topic, and the last stage returns
+/// episode metadata.
+pub struct ScriptedStage {
+    kind: crate::pipeline::StageKind,
+    control: Arc<StageControl>,
+}
+
+/// A pipeline of four scripted stages sharing `control`.
+pub fn scripted_pipeline(control: Arc<StageControl>) -> crate::pipeline::Pipeline {
+    crate::pipeline::Pipeline {
+        stages: crate::pipeline::StageKind::ALL
+            .iter()
+            .map(|k| {
+                Arc::new(ScriptedStage {
+                    kind: *k,
+                    control: control.clone(),
+                }) as Arc<dyn crate::pipeline::Stage>
+            })
+            .collect(),
+    }
+}
+
+struct ActiveGuard<'a> {
+    control: &'a StageControl,
+    podcast: crate::domain::PodcastId,
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self
+            .control
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.podcast)
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::pipeline::Stage for ScriptedStage {
+    fn kind(&self) -> crate::pipeline::StageKind {
+        self.kind
+    }
+
+    async fn run(
+        &self,
+        ctx: &crate::pipeline::StageContext<'_>,
+    ) -> Result<crate::pipeline::StageOutput, crate::pipeline::StageError> {
+        use std::sync::atomic::Ordering;
+        *self
+            .control
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(self.kind)
+            .or_default() += 1;
+        {
+            let mut active = self.control.active.lock().unwrap_or_else(|e| e.into_inner());
+            let n = active.entry(ctx.podcast.id).or_default();
+            *n += 1;
+            self.control.max_active_per_podcast.fetch_max(*n, Ordering::SeqCst);
+        }
+        let _guard = ActiveGuard {
+            control: &self.control,
+            podcast: ctx.podcast.id,
+        };
+        let (delay, failure, panic) = {
+            let mut scripts = self.control.scripts.lock().unwrap_or_else(|e| e.into_inner());
+            let script = scripts.entry(self.kind).or_default();
+            let failure = if script.failures.is_empty() {
+                None
+            } else {
+                Some(script.failures.remove(0))
+            };
+            let panic = script.panics > 0;
+            if panic {
+                script.panics -= 1;
+            }
+            (script.delay, failure, panic)
+        };
+        tokio::time::sleep(delay).await;
+        assert!(!panic, "scripted panic in {}", self.kind.as_str());
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        let _ = ctx
+            .artifact(
+                "part:1",
+                &format!("{} part", self.kind.as_str()),
+                json!({ "stage": self.kind.as_str() }),
+                0.5,
+            )
+            .await;
+        let output = if self.kind == crate::pipeline::StageKind::Assembly {
+            json!({ "title": format!("Episode: {}", ctx.podcast.topic), "description": "scripted", "tags": ["test"],
+                    "showNotes": "notes", "wordCount": 100, "estimatedDurationSeconds": 40 })
+        } else {
+            json!({ "stage": self.kind.as_str(), "topic": ctx.podcast.topic })
+        };
+        Ok(crate::pipeline::StageOutput {
+            output,
+            usage: crate::pipeline::Usage {
+                calls: 1,
+                ..Default::default()
+            },
+        })
+    }
 }

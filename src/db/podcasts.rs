@@ -145,6 +145,71 @@ pub async fn find_owned(conn: &mut AsyncPgConnection, owner: UserId, id: Podcast
         .optional()
 }
 
+/// The owner's podcast `id`, row-locked until the transaction ends.
+pub async fn lock_owned(conn: &mut AsyncPgConnection, owner: UserId, id: PodcastId) -> QueryResult<Option<Podcast>> {
+    podcasts::table
+        .find(id)
+        .filter(podcasts::owner_id.eq(owner))
+        .select(Podcast::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// How many of the owner's podcasts are being generated (not terminal).
+pub async fn count_active(conn: &mut AsyncPgConnection, owner: UserId) -> QueryResult<i64> {
+    podcasts::table
+        .filter(podcasts::owner_id.eq(owner))
+        .filter(podcasts::status.ne_all(vec![
+            PodcastStatus::Completed,
+            PodcastStatus::Failed,
+            PodcastStatus::Cancelled,
+        ]))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Serialises a user's generation requests: locks the user's row until the
+/// transaction ends, so two requests cannot both pass the concurrency cap.
+pub async fn lock_owner(conn: &mut AsyncPgConnection, owner: UserId) -> QueryResult<()> {
+    use super::schema::users;
+    users::table
+        .find(owner)
+        .select(users::id)
+        .for_update()
+        .first::<uuid::Uuid>(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Puts a failed or cancelled podcast back in the queue for a new run:
+/// status QUEUED, error cleared, `generation_run` incremented.
+pub async fn requeue(conn: &mut AsyncPgConnection, id: PodcastId) -> QueryResult<Podcast> {
+    diesel::update(podcasts::table.find(id))
+        .set((
+            podcasts::status.eq(PodcastStatus::Queued),
+            podcasts::generation_run.eq(podcasts::generation_run + 1),
+            podcasts::error_code.eq(None::<String>),
+            podcasts::error_message.eq(None::<String>),
+            podcasts::error_retryable.eq(None::<bool>),
+            podcasts::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Podcast::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The podcast's current generation run (see `retryGeneration`).
+pub async fn generation_run(conn: &mut AsyncPgConnection, id: PodcastId) -> QueryResult<i32> {
+    podcasts::table
+        .find(id)
+        .select(podcasts::generation_run)
+        .first(conn)
+        .await
+}
+
 /// The podcast `id` whoever owns it (workers).
 pub async fn find(conn: &mut AsyncPgConnection, id: PodcastId) -> QueryResult<Option<Podcast>> {
     podcasts::table

@@ -70,10 +70,72 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
+        event_seq -> Int4,
+        generation_run -> Int4,
     }
 }
 
+diesel::table! {
+    /// The generic job queue.
+    jobs (id) {
+        id -> Uuid,
+        kind -> Text,
+        payload -> Jsonb,
+        status -> Text,
+        priority -> Int2,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        run_at -> Timestamptz,
+        unique_key -> Nullable<Text>,
+        lease_owner -> Nullable<Uuid>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        cancel_requested -> Bool,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    /// Stage checkpoints.
+    podcast_stages (podcast_id, stage) {
+        podcast_id -> Uuid,
+        stage -> Text,
+        output -> Jsonb,
+        usage -> Jsonb,
+        started_at -> Timestamptz,
+        completed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// The progress event stream.
+    generation_events (podcast_id, seq) {
+        podcast_id -> Uuid,
+        seq -> Int4,
+        kind -> Text,
+        stage -> Nullable<Text>,
+        status -> Text,
+        progress -> Float4,
+        message -> Text,
+        data -> Nullable<Jsonb>,
+        dedupe_key -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(podcast_stages -> podcasts (podcast_id));
+diesel::joinable!(generation_events -> podcasts (podcast_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(podcasts -> users (owner_id));
-diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens, podcasts);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    sessions,
+    refresh_tokens,
+    podcasts,
+    jobs,
+    podcast_stages,
+    generation_events
+);

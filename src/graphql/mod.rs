@@ -9,11 +9,13 @@ pub mod error;
 pub mod limits;
 pub mod mutation;
 pub mod query;
+pub mod subscription;
 pub mod types;
+pub mod ws;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, ID, Schema, SchemaBuilder};
+use async_graphql::{Context, ID, Schema, SchemaBuilder};
 
 use crate::app::App;
 use crate::auth::{RequestAuth, Viewer};
@@ -21,13 +23,14 @@ use crate::error::ApiError;
 
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
+pub use subscription::SubscriptionRoot;
 
 /// The schema type.
-pub type PodforgeSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type PodforgeSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// The schema with no data, limits or extensions (for SDL export and tests).
-pub fn schema() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+pub fn schema() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
 }
 
 /// The serving schema: the app as data, the configured limits, error codes.

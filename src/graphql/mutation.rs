@@ -56,10 +56,12 @@ impl MutationRoot {
         Ok(accounts::logout(app(ctx), &viewer).await?)
     }
 
-    /// Requests an episode. The podcast is stored QUEUED and returned at once;
-    /// generation runs in the background. BAD_USER_INPUT names the first
-    /// invalid field. With an `idempotencyKey` already used, returns the first
-    /// podcast.
+    /// Requests an episode. The podcast and its job are stored in one
+    /// transaction and the podcast is returned at once, QUEUED; generation runs
+    /// in the background (watch it with `generationProgress`). BAD_USER_INPUT
+    /// names the first invalid field; RATE_LIMITED when too many of your
+    /// generations run at once. With an `idempotencyKey` already used, returns
+    /// the first podcast.
     async fn generate_podcast(
         &self,
         ctx: &Context<'_>,
@@ -99,6 +101,32 @@ impl MutationRoot {
             idempotency_key: input.idempotency_key,
         };
         Ok(generation::request(app(ctx), &viewer, request).await?.into())
+    }
+
+    /// Stops a generation: at once when queued, at the next safe point when
+    /// running (the stream then ends with CANCELLED). NOT_FOUND when missing or
+    /// someone else's; CONFLICT when it already completed or failed.
+    async fn cancel_generation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The podcast's id.")] id: ID,
+    ) -> async_graphql::Result<Podcast> {
+        let viewer = viewer(ctx).await?;
+        let id: PodcastId = parse_id(&id, "id")?;
+        Ok(generation::cancel(app(ctx), &viewer, id).await?.into())
+    }
+
+    /// Runs a FAILED or CANCELLED generation again, resuming after its last
+    /// finished stage. CONFLICT for any other status; RATE_LIMITED at the
+    /// concurrency cap.
+    async fn retry_generation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The podcast's id.")] id: ID,
+    ) -> async_graphql::Result<Podcast> {
+        let viewer = viewer(ctx).await?;
+        let id: PodcastId = parse_id(&id, "id")?;
+        Ok(generation::retry(app(ctx), &viewer, id).await?.into())
     }
 
     /// Changes a podcast's title, description or tags. NOT_FOUND when it does

@@ -437,3 +437,116 @@ pub struct GeneratePodcastInput {
     /// key returns the first podcast instead of starting another.
     pub idempotency_key: Option<String>,
 }
+
+/// Kinds of generation events.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum GenerationEventKind {
+    /// A stage began; `stage` names it.
+    StageStarted,
+    /// A stage finished and its output was saved (a checkpoint).
+    StageCompleted,
+    /// A partial result is ready (the outline, a script segment) in `data`.
+    Artifact,
+    /// Something worth knowing that did not stop the generation (`data.code`).
+    Warning,
+    /// A provider call or the attempt failed and will be retried (`data.delayMs`).
+    Retrying,
+    /// The episode is complete. Terminal.
+    Completed,
+    /// The generation failed; see the podcast's `error`. Terminal.
+    Failed,
+    /// The generation was cancelled. Terminal.
+    Cancelled,
+}
+
+impl GenerationEventKind {
+    fn from_progress(kind: Option<crate::progress::EventKind>) -> Self {
+        use crate::progress::EventKind as K;
+        match kind {
+            Some(K::StageStarted) => Self::StageStarted,
+            Some(K::StageCompleted) => Self::StageCompleted,
+            Some(K::Artifact) => Self::Artifact,
+            Some(K::Retrying) => Self::Retrying,
+            Some(K::Completed) => Self::Completed,
+            Some(K::Failed) => Self::Failed,
+            Some(K::Cancelled) => Self::Cancelled,
+            Some(K::Warning) | None => Self::Warning,
+        }
+    }
+}
+
+/// One step of a generation, from the podcast's append-only event stream.
+pub struct GenerationEvent(pub std::sync::Arc<crate::progress::Event>);
+
+/// One step of a generation, from the podcast's append-only event stream.
+/// Events of a podcast are numbered by `seq` from 1; pass the last `seq` you
+/// received as `afterSeq` when resubscribing to miss nothing.
+#[Object]
+impl GenerationEvent {
+    /// Position in the podcast's stream (increasing; resubscribe with it as `afterSeq`).
+    async fn seq(&self) -> i32 {
+        self.0.seq
+    }
+    /// The podcast's id.
+    async fn podcast_id(&self) -> ID {
+        ID(self.0.podcast_id.to_string())
+    }
+    /// What happened.
+    async fn kind(&self) -> GenerationEventKind {
+        GenerationEventKind::from_progress(self.0.kind())
+    }
+    /// The stage concerned: `research`, `outline`, `script` or `assembly`.
+    async fn stage(&self) -> Option<&str> {
+        self.0.stage.as_deref()
+    }
+    /// The podcast's status once this happened.
+    async fn status(&self) -> PodcastStatus {
+        self.0.status.into()
+    }
+    /// Overall progress from 0.0 to 1.0 once this happened.
+    async fn progress(&self) -> f64 {
+        f64::from(self.0.progress)
+    }
+    /// Human-readable description.
+    async fn message(&self) -> &str {
+        &self.0.message
+    }
+    /// Details: the artifact of an ARTIFACT event, `{code}` of a WARNING,
+    /// `{delayMs, attempt}` of a RETRYING event.
+    async fn data(&self) -> Option<async_graphql::Json<serde_json::Value>> {
+        self.0.data.clone().map(async_graphql::Json)
+    }
+    /// When it happened.
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// The podcast as it is now (one database read; select it only when needed).
+    async fn podcast(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Podcast>> {
+        let viewer = viewer(ctx).await?;
+        Ok(library::get(app(ctx), &viewer, self.0.podcast_id)
+            .await?
+            .map(Podcast::from))
+    }
+}
+
+/// What changed in the library.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum LibraryChangeKind {
+    /// A podcast was requested.
+    Created,
+    /// Its status, progress, metadata or results changed.
+    Updated,
+    /// It was deleted; `podcast` is null.
+    Deleted,
+}
+
+/// A change to one of the viewer's podcasts.
+#[derive(SimpleObject)]
+pub struct LibraryUpdate {
+    /// What changed.
+    pub change: LibraryChangeKind,
+    /// The podcast's id.
+    pub podcast_id: ID,
+    /// The podcast as it is now; null once deleted.
+    pub podcast: Option<Podcast>,
+}

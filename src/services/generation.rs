@@ -1,4 +1,5 @@
-//! Generation requests: validating what a user asks for and storing it.
+//! Generation requests: validating what a user asks for, storing it with its
+//! job, cancelling and retrying.
 //!
 //! The request is checked completely before anything is written, so a bad
 //! request changes nothing.
@@ -8,8 +9,13 @@ use diesel_async::AsyncConnection;
 use crate::app::App;
 use crate::auth::Viewer;
 use crate::db::podcasts::{self, NewPodcast, Podcast};
-use crate::domain::{Host, PodcastFormat, PodcastId, SourceRequest};
+use crate::domain::{Host, PodcastFormat, PodcastId, PodcastStatus, SourceRequest};
 use crate::error::{ApiError, ApiResult};
+use crate::jobs::NewJob;
+use crate::jobs::queue::{self, CancelRequest};
+use crate::pipeline::JOB_KIND;
+use crate::pipeline::runner::{GeneratePodcastPayload, job_key};
+use crate::progress::{self, EventKind, LibraryChange, LibraryNotice, NewEvent};
 
 /// Topic length, characters.
 pub const TOPIC_CHARS: std::ops::RangeInclusive<usize> = 3..=500;
@@ -230,10 +236,14 @@ pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast
     })
 }
 
-/// Stores a validated generation request (status QUEUED).
+/// Stores a validated generation request (status QUEUED) and its job, in one
+/// transaction; then wakes the workers.
 ///
 /// With an idempotency key already used by the viewer, returns that podcast
 /// and stores nothing.
+///
+/// Errors: BAD_USER_INPUT from [`validate`]; RATE_LIMITED when the viewer
+/// already has `max_active_generations` generations running.
 pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiResult<Podcast> {
     let new = validate(viewer, req)?;
     let mut conn = app.pool.get().await?;
@@ -242,22 +252,172 @@ pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiR
     {
         return Ok(existing);
     }
+    let cap = app.config.limits.max_active_generations;
     let inserted = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| podcasts::insert(conn, &new).await)
+        .transaction::<_, ApiError, _>(async |conn| {
+            podcasts::lock_owner(conn, viewer.user_id).await?;
+            check_cap(conn, viewer, cap).await?;
+            let podcast = podcasts::insert(conn, &new).await?;
+            enqueue_generation(conn, podcast.id, app.config.jobs.max_attempts).await?;
+            Ok(podcast)
+        })
         .await;
-    match inserted {
-        Ok(p) => Ok(p),
+    let podcast = match inserted {
+        Ok(p) => p,
         // A concurrent request with the same key won the race.
-        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info))
-            if info.constraint_name() == Some(podcasts::IDEMPOTENCY_UNIQUE) =>
+        Err(ApiError::Internal(e))
+            if e.downcast_ref::<diesel::result::Error>()
+                .is_some_and(|d| is_idempotency_conflict(d)) =>
         {
             let key = new.idempotency_key.as_deref().unwrap_or_default();
-            podcasts::find_by_idempotency_key(&mut conn, viewer.user_id, key)
+            return podcasts::find_by_idempotency_key(&mut conn, viewer.user_id, key)
                 .await?
-                .ok_or(ApiError::Conflict("idempotency key in use".into()))
+                .ok_or(ApiError::Conflict("idempotency key in use".into()));
+        }
+        Err(e) => return Err(e),
+    };
+    app.jobs_enqueued(&mut conn).await;
+    app.hub.publish_library(LibraryNotice {
+        user: viewer.user_id,
+        podcast: podcast.id,
+        change: LibraryChange::Created,
+    });
+    Ok(podcast)
+}
+
+fn is_idempotency_conflict(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)
+        if info.constraint_name() == Some(podcasts::IDEMPOTENCY_UNIQUE))
+}
+
+async fn check_cap(conn: &mut crate::db::AsyncPgConnection, viewer: &Viewer, cap: usize) -> ApiResult<()> {
+    let active = podcasts::count_active(conn, viewer.user_id).await?;
+    if active >= cap as i64 {
+        return Err(ApiError::RateLimited(format!(
+            "{active} generations are already running (at most {cap} at once); wait for one to finish or cancel one"
+        )));
+    }
+    Ok(())
+}
+
+async fn enqueue_generation(
+    conn: &mut crate::db::AsyncPgConnection,
+    podcast: PodcastId,
+    max_attempts: i32,
+) -> ApiResult<()> {
+    let mut job = NewJob::new(
+        JOB_KIND,
+        serde_json::to_value(GeneratePodcastPayload { podcast_id: podcast }).map_err(anyhow::Error::from)?,
+    );
+    job.unique_key = Some(job_key(podcast));
+    job.max_attempts = max_attempts;
+    match queue::enqueue(conn, &job).await {
+        Ok(_) => Ok(()),
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info))
+            if info.constraint_name() == Some(queue::ACTIVE_UNIQUE_KEY) =>
+        {
+            Err(ApiError::Conflict(
+                "a generation of this podcast is already queued or running".into(),
+            ))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Stops a generation: at once when it is still queued, at the running
+/// stage's next safe point otherwise (the worker then marks it CANCELLED and
+/// the progress stream ends with a CANCELLED event).
+///
+/// Errors: NOT_FOUND when missing or someone else's; CONFLICT when it already
+/// completed or failed. Cancelling a cancelled podcast returns it unchanged.
+pub async fn cancel(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podcast> {
+    let mut conn = app.pool.get().await?;
+    let (request, event) = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
+                .await?
+                .ok_or(ApiError::NotFound("podcast"))?;
+            match podcast.status {
+                PodcastStatus::Cancelled => return Ok((CancelRequest::NoActiveJob, None)),
+                PodcastStatus::Completed | PodcastStatus::Failed => {
+                    return Err(ApiError::Conflict(format!(
+                        "the generation has already {}",
+                        podcast.status.as_str()
+                    )));
+                }
+                _ => {}
+            }
+            let request = queue::request_cancel(conn, &job_key(id)).await?;
+            let event = match request {
+                // The worker will stop and record the cancellation itself.
+                CancelRequest::Requested(_) => None,
+                CancelRequest::CancelledQueued(_) | CancelRequest::NoActiveJob => {
+                    let run = podcasts::generation_run(conn, id).await?;
+                    progress::append(
+                        conn,
+                        id,
+                        &NewEvent::new(EventKind::Cancelled, "cancelled by its owner")
+                            .status(PodcastStatus::Cancelled)
+                            .dedupe(format!("cancelled:{run}")),
+                    )
+                    .await?
+                }
+            };
+            Ok((request, event))
+        })
+        .await?;
+    if let CancelRequest::Requested(job) = request {
+        // Prompt stop: the process running the job hears this at once (its
+        // heartbeat would notice within a third of the lease otherwise).
+        app.workers.cancel_local(job);
+        let _ = queue::notify(&mut conn, queue::CANCEL_CHANNEL, &job.to_string()).await;
+    }
+    if let Some(e) = event {
+        app.hub.publish(e);
+        app.hub.publish_library(LibraryNotice {
+            user: viewer.user_id,
+            podcast: id,
+            change: LibraryChange::Updated,
+        });
+    }
+    podcasts::find_owned(&mut conn, viewer.user_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("podcast"))
+}
+
+/// Runs a FAILED or CANCELLED generation again. Finished stages are kept, so
+/// it resumes from the first stage that had not completed.
+///
+/// Errors: NOT_FOUND when missing or someone else's; CONFLICT unless FAILED or
+/// CANCELLED; RATE_LIMITED at the concurrency cap.
+pub async fn retry(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podcast> {
+    let mut conn = app.pool.get().await?;
+    let cap = app.config.limits.max_active_generations;
+    let podcast = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            podcasts::lock_owner(conn, viewer.user_id).await?;
+            let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
+                .await?
+                .ok_or(ApiError::NotFound("podcast"))?;
+            if !matches!(podcast.status, PodcastStatus::Failed | PodcastStatus::Cancelled) {
+                return Err(ApiError::Conflict(format!(
+                    "only failed or cancelled generations can be retried; this one is {}",
+                    podcast.status.as_str()
+                )));
+            }
+            check_cap(conn, viewer, cap).await?;
+            let podcast = podcasts::requeue(conn, id).await?;
+            enqueue_generation(conn, id, app.config.jobs.max_attempts).await?;
+            Ok(podcast)
+        })
+        .await?;
+    app.jobs_enqueued(&mut conn).await;
+    app.hub.publish_library(LibraryNotice {
+        user: viewer.user_id,
+        podcast: id,
+        change: LibraryChange::Updated,
+    });
+    Ok(podcast)
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@ use crate::auth::Viewer;
 use crate::db::podcasts::{self, Keyset, LibraryFilter, Order, Podcast, PodcastEdit};
 use crate::domain::{PodcastId, PodcastStatus};
 use crate::error::{ApiError, ApiResult};
+use crate::jobs::queue::{self, CancelRequest};
+use crate::pipeline::runner::job_key;
+use crate::progress::{LibraryChange, LibraryNotice};
+use diesel_async::AsyncConnection;
 
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
@@ -219,21 +223,41 @@ pub fn validate_edit(
 /// Errors: NOT_FOUND when missing or someone else's; BAD_USER_INPUT from [`validate_edit`].
 pub async fn update(app: &App, viewer: &Viewer, id: PodcastId, edit: PodcastEdit) -> ApiResult<Podcast> {
     let mut conn = app.pool.get().await?;
-    podcasts::update_owned(&mut conn, viewer.user_id, id, &edit)
+    let podcast = podcasts::update_owned(&mut conn, viewer.user_id, id, &edit)
         .await?
-        .ok_or(ApiError::NotFound("podcast"))
+        .ok_or(ApiError::NotFound("podcast"))?;
+    app.hub.publish_library(LibraryNotice {
+        user: viewer.user_id,
+        podcast: id,
+        change: LibraryChange::Updated,
+    });
+    Ok(podcast)
 }
 
-/// Deletes the viewer's podcast.
+/// Deletes the viewer's podcast with its events and checkpoints, and stops
+/// its generation if one is queued or running.
 ///
 /// Errors: NOT_FOUND when missing or someone else's.
 pub async fn delete(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<PodcastId> {
     let mut conn = app.pool.get().await?;
-    if podcasts::delete_owned(&mut conn, viewer.user_id, id).await? {
-        Ok(id)
-    } else {
-        Err(ApiError::NotFound("podcast"))
+    let cancelled = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            if !podcasts::delete_owned(conn, viewer.user_id, id).await? {
+                return Err(ApiError::NotFound("podcast"));
+            }
+            Ok(queue::request_cancel(conn, &job_key(id)).await?)
+        })
+        .await?;
+    if let CancelRequest::Requested(job) = cancelled {
+        app.workers.cancel_local(job);
+        let _ = queue::notify(&mut conn, queue::CANCEL_CHANNEL, &job.to_string()).await;
     }
+    app.hub.publish_library(LibraryNotice {
+        user: viewer.user_id,
+        podcast: id,
+        change: LibraryChange::Deleted,
+    });
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -15,7 +15,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(db: &TestDb, extra_env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_podforge"));
         cmd.arg("serve")
             .env("DATABASE_URL", &db.url)
@@ -38,7 +42,10 @@ impl Server {
             {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "podforge serve did not become ready");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "podforge serve did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Self { child, base }
@@ -83,7 +90,9 @@ async fn scripted_session_against_podforge_serve() {
     let db = TestDb::new().await.unwrap();
     let mut server = Server::start(&db, &[]).await;
     let register = |email: &'static str| {
-        let q = format!("mutation($e: String!) {{ register(input: {{email: $e, password: \"a long enough secret\"}}) {{ {AUTH} }} }}");
+        let q = format!(
+            "mutation($e: String!) {{ register(input: {{email: $e, password: \"a long enough secret\"}}) {{ {AUTH} }} }}"
+        );
         let server = &server;
         async move { server.gql(&q, json!({"e": email}), None).await["data"]["register"].clone() }
     };
@@ -107,39 +116,81 @@ async fn scripted_session_against_podforge_serve() {
     let alice2 = r["data"]["refreshToken"]["accessToken"].as_str().unwrap().to_owned();
     let reuse = server.gql(refresh, json!({"t": alice_refresh}), None).await;
     assert_eq!(error_code(&reuse), Some("UNAUTHENTICATED"));
-    assert_eq!(error_code(&server.gql("{ me { id } }", json!({}), Some(&alice2)).await), Some("UNAUTHENTICATED"));
+    assert_eq!(
+        error_code(&server.gql("{ me { id } }", json!({}), Some(&alice2)).await),
+        Some("UNAUTHENTICATED")
+    );
     // Alice's first session (from register) still works.
     let alice = a["accessToken"].as_str().unwrap().to_owned();
 
     // Libraries: empty, then with podcasts.
     let count = "{ podcasts { totalCount edges { node { id topic } } } }";
-    assert_eq!(server.gql(count, json!({}), Some(&alice)).await["data"]["podcasts"]["totalCount"], 0);
-    assert_eq!(server.gql(count, json!({}), Some(&bob)).await["data"]["podcasts"]["totalCount"], 0);
+    assert_eq!(
+        server.gql(count, json!({}), Some(&alice)).await["data"]["podcasts"]["totalCount"],
+        0
+    );
+    assert_eq!(
+        server.gql(count, json!({}), Some(&bob)).await["data"]["podcasts"]["totalCount"],
+        0
+    );
     let generate = "mutation($t: String!) { generatePodcast(input: {topic: $t}) { id status } }";
-    let p1 = server.gql(generate, json!({"t": "Tides and the moon"}), Some(&alice)).await;
+    let p1 = server
+        .gql(generate, json!({"t": "Tides and the moon"}), Some(&alice))
+        .await;
     let id = p1["data"]["generatePodcast"]["id"].as_str().unwrap().to_owned();
     server.gql(generate, json!({"t": "Volcanoes"}), Some(&alice)).await;
     server.gql(generate, json!({"t": "Bob's episode"}), Some(&bob)).await;
-    assert_eq!(server.gql(count, json!({}), Some(&alice)).await["data"]["podcasts"]["totalCount"], 2);
-    assert_eq!(server.gql(count, json!({}), Some(&bob)).await["data"]["podcasts"]["totalCount"], 1);
+    assert_eq!(
+        server.gql(count, json!({}), Some(&alice)).await["data"]["podcasts"]["totalCount"],
+        2
+    );
+    assert_eq!(
+        server.gql(count, json!({}), Some(&bob)).await["data"]["podcasts"]["totalCount"],
+        1
+    );
 
     // Bob can't see, change or delete Alice's podcast.
     let get = "query($id: ID!) { podcast(id: $id) { id title } }";
-    assert_eq!(server.gql(get, json!({"id": id}), Some(&bob)).await["data"]["podcast"], Value::Null);
+    assert_eq!(
+        server.gql(get, json!({"id": id}), Some(&bob)).await["data"]["podcast"],
+        Value::Null
+    );
     let update = "mutation($id: ID!) { updatePodcast(id: $id, input: {title: \"Mine now\"}) { title } }";
-    assert_eq!(error_code(&server.gql(update, json!({"id": id}), Some(&bob)).await), Some("NOT_FOUND"));
+    assert_eq!(
+        error_code(&server.gql(update, json!({"id": id}), Some(&bob)).await),
+        Some("NOT_FOUND")
+    );
     let delete = "mutation($id: ID!) { deletePodcast(id: $id) }";
-    assert_eq!(error_code(&server.gql(delete, json!({"id": id}), Some(&bob)).await), Some("NOT_FOUND"));
+    assert_eq!(
+        error_code(&server.gql(delete, json!({"id": id}), Some(&bob)).await),
+        Some("NOT_FOUND")
+    );
 
     // Alice can.
     let upd = server.gql(update, json!({"id": id}), Some(&alice)).await;
     assert_eq!(upd["data"]["updatePodcast"]["title"], "Mine now");
-    assert_eq!(server.gql(delete, json!({"id": id}), Some(&alice)).await["data"]["deletePodcast"], id.as_str());
-    assert_eq!(server.gql(count, json!({}), Some(&alice)).await["data"]["podcasts"]["totalCount"], 1);
+    assert_eq!(
+        server.gql(delete, json!({"id": id}), Some(&alice)).await["data"]["deletePodcast"],
+        id.as_str()
+    );
+    assert_eq!(
+        server.gql(count, json!({}), Some(&alice)).await["data"]["podcasts"]["totalCount"],
+        1
+    );
 
     // Hostile documents are refused fast and the server keeps serving.
-    let deep = format!("{{ __schema {{ types {}{{ name }}{} }} }}", "{ fields { type ".repeat(25), " } }".repeat(25));
-    let aliases = format!("{{ {} }}", (0..1000).map(|i| format!("a{i}: me {{ id }}")).collect::<Vec<_>>().join(" "));
+    let deep = format!(
+        "{{ __schema {{ types {}{{ name }}{} }} }}",
+        "{ fields { type ".repeat(25),
+        " } }".repeat(25)
+    );
+    let aliases = format!(
+        "{{ {} }}",
+        (0..1000)
+            .map(|i| format!("a{i}: me {{ id }}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let directives = format!("{{ me {} {{ id }} }}", "@include(if: true) ".repeat(10_000));
     for q in [&deep, &aliases, &directives] {
         let v = server.gql(q, json!({}), Some(&alice)).await;

@@ -1,0 +1,478 @@
+//! The `generate_podcast` job: runs the pipeline's stages with checkpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+
+use super::{EpisodeMetadata, EventSink, Pipeline, StageContext, StageError, StageKind, Usage};
+use crate::db::schema::{podcast_stages, podcasts};
+use crate::db::{DbPool, podcasts as podcast_rows};
+use crate::domain::{PodcastId, PodcastStatus, UserId};
+use crate::jobs::queue;
+use crate::jobs::{Job, JobContext, JobHandler, JobOutcome, StopReason};
+use crate::progress::hub::Hub;
+use crate::progress::{Event, EventKind, LibraryChange, LibraryNotice, NewEvent};
+
+/// Job kind of a generation.
+pub const JOB_KIND: &str = "generate_podcast";
+
+/// Job payload: ids only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GeneratePodcastPayload {
+    /// The podcast to generate.
+    pub podcast_id: PodcastId,
+}
+
+/// The unique key of a podcast's job: one active generation per podcast.
+pub fn job_key(podcast: PodcastId) -> String {
+    format!("podcast:{podcast}")
+}
+
+/// Runs generations.
+pub struct GeneratePodcast {
+    pool: DbPool,
+    hub: Arc<Hub>,
+    pipeline: Arc<Pipeline>,
+}
+
+impl GeneratePodcast {
+    /// A handler running `pipeline`.
+    pub fn new(pool: DbPool, hub: Arc<Hub>, pipeline: Arc<Pipeline>) -> Arc<Self> {
+        Arc::new(Self { pool, hub, pipeline })
+    }
+}
+
+/// Emits events of one podcast: append, then publish after the commit.
+struct PodcastEvents {
+    pool: DbPool,
+    hub: Arc<Hub>,
+    podcast: PodcastId,
+}
+
+#[async_trait::async_trait]
+impl EventSink for PodcastEvents {
+    async fn emit(&self, event: NewEvent) -> anyhow::Result<()> {
+        let mut conn = self.pool.get().await?;
+        if let Some(e) = crate::progress::append(&mut conn, self.podcast, &event).await? {
+            self.hub.publish(e);
+        }
+        Ok(())
+    }
+
+    async fn artifacts(&self, prefix: &str) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+        let mut conn = self.pool.get().await?;
+        Ok(crate::progress::with_key_prefix(&mut conn, self.podcast, prefix)
+            .await?
+            .into_iter()
+            .filter_map(|(k, e)| e.data.map(|d| (k, d)))
+            .collect())
+    }
+}
+
+/// What a lease-checked write stores besides its event.
+enum Extra<'a> {
+    /// A finished stage's output.
+    Checkpoint {
+        stage: StageKind,
+        output: &'a serde_json::Value,
+        usage: &'a serde_json::Value,
+        started_at: DateTime<Utc>,
+    },
+    /// The finished episode's fields.
+    Episode {
+        metadata: &'a EpisodeMetadata,
+        previous: &'a podcast_rows::Podcast,
+        usage: &'a serde_json::Value,
+    },
+}
+
+impl Extra<'_> {
+    async fn write(&self, conn: &mut AsyncPgConnection, id: PodcastId) -> QueryResult<()> {
+        match self {
+            Self::Checkpoint {
+                stage,
+                output,
+                usage,
+                started_at,
+            } => {
+                // A second writer of the same stage (a zombie that lost its
+                // lease) cannot add a duplicate: the key is (podcast, stage).
+                diesel::insert_into(podcast_stages::table)
+                    .values((
+                        podcast_stages::podcast_id.eq(id),
+                        podcast_stages::stage.eq(stage.as_str()),
+                        podcast_stages::output.eq(*output),
+                        podcast_stages::usage.eq(*usage),
+                        podcast_stages::started_at.eq(*started_at),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            Self::Episode {
+                metadata,
+                previous,
+                usage,
+            } => {
+                diesel::update(podcasts::table.find(id))
+                    .set((
+                        podcasts::title.eq(metadata.title.as_deref().or(previous.title.as_deref())),
+                        podcasts::description.eq(metadata.description.as_deref().or(previous.description.as_deref())),
+                        podcasts::show_notes.eq(metadata.show_notes.as_deref()),
+                        podcasts::word_count.eq(metadata.word_count),
+                        podcasts::estimated_duration_seconds.eq(metadata.estimated_duration_seconds),
+                        podcasts::usage.eq(*usage),
+                        podcasts::error_code.eq(None::<String>),
+                        podcasts::error_message.eq(None::<String>),
+                        podcasts::error_retryable.eq(None::<bool>),
+                    ))
+                    .execute(conn)
+                    .await?;
+                // The owner's own tags win over generated ones.
+                if !metadata.tags.is_empty() && previous.tags.is_empty() {
+                    diesel::update(podcasts::table.find(id))
+                        .set(podcasts::tags.eq(&metadata.tags))
+                        .execute(conn)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Outcome of a checkpoint or terminal write.
+enum Written {
+    Done(Option<Event>),
+    LeaseLost,
+}
+
+impl GeneratePodcast {
+    fn library(&self, owner: UserId, podcast: PodcastId) {
+        self.hub.publish_library(LibraryNotice {
+            user: owner,
+            podcast,
+            change: LibraryChange::Updated,
+        });
+    }
+
+    async fn load(
+        &self,
+        podcast: PodcastId,
+    ) -> anyhow::Result<
+        Option<(
+            podcast_rows::Podcast,
+            i32,
+            HashMap<StageKind, (serde_json::Value, Usage)>,
+        )>,
+    > {
+        let mut conn = self.pool.get().await?;
+        let Some(row) = podcast_rows::find(&mut conn, podcast).await? else {
+            return Ok(None);
+        };
+        let run: i32 = podcasts::table
+            .find(podcast)
+            .select(podcasts::generation_run)
+            .first(&mut conn)
+            .await?;
+        let stages: Vec<(String, serde_json::Value, serde_json::Value)> = podcast_stages::table
+            .filter(podcast_stages::podcast_id.eq(podcast))
+            .select((podcast_stages::stage, podcast_stages::output, podcast_stages::usage))
+            .load(&mut conn)
+            .await?;
+        let mut outputs = HashMap::new();
+        for (stage, output, usage) in stages {
+            if let Some(kind) = StageKind::ALL.iter().find(|k| k.as_str() == stage) {
+                outputs.insert(*kind, (output, serde_json::from_value(usage).unwrap_or_default()));
+            }
+        }
+        Ok(Some((row, run, outputs)))
+    }
+
+    /// Appends `event` in a transaction that first checks the lease and then
+    /// writes `extra` (a checkpoint row or the episode's fields).
+    async fn write_leased(
+        &self,
+        job: &Job,
+        ctx: &JobContext,
+        podcast: PodcastId,
+        event: NewEvent,
+        extra: Extra<'_>,
+    ) -> anyhow::Result<Written> {
+        let mut conn = self.pool.get().await?;
+        let worker = ctx.worker_id;
+        let job_id = job.id;
+        let written = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                if !queue::holds_lease(conn, job_id, worker).await? {
+                    return Ok(Written::LeaseLost);
+                }
+                extra.write(conn, podcast).await?;
+                Ok(Written::Done(crate::progress::append(conn, podcast, &event).await?))
+            })
+            .await?;
+        if let Written::Done(Some(e)) = &written {
+            self.hub.publish(e.clone());
+        }
+        Ok(written)
+    }
+
+    async fn mark_failed(&self, podcast: PodcastId, owner: UserId, run: i32, error: &StageError) -> anyhow::Result<()> {
+        let mut conn = self.pool.get().await?;
+        let event = NewEvent::new(EventKind::Failed, format!("{}: {}", error.code, error.message))
+            .status(PodcastStatus::Failed)
+            .data(serde_json::json!({ "code": error.code, "retryable": error.retryable }))
+            .dedupe(format!("failed:{run}"));
+        let written = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                diesel::update(podcasts::table.find(podcast))
+                    .set((
+                        podcasts::error_code.eq(&error.code),
+                        podcasts::error_message.eq(&error.message),
+                        podcasts::error_retryable.eq(error.retryable),
+                    ))
+                    .execute(conn)
+                    .await?;
+                crate::progress::append(conn, podcast, &event).await
+            })
+            .await?;
+        if let Some(e) = written {
+            self.hub.publish(e);
+        }
+        self.library(owner, podcast);
+        Ok(())
+    }
+
+    async fn mark_cancelled(&self, podcast: PodcastId, owner: UserId, run: i32) -> anyhow::Result<()> {
+        let mut conn = self.pool.get().await?;
+        let event = NewEvent::new(EventKind::Cancelled, "cancelled by its owner")
+            .status(PodcastStatus::Cancelled)
+            .dedupe(format!("cancelled:{run}"));
+        if let Some(e) = crate::progress::append(&mut conn, podcast, &event).await? {
+            self.hub.publish(e);
+        }
+        self.library(owner, podcast);
+        Ok(())
+    }
+
+    async fn stop(&self, ctx: &JobContext, podcast: PodcastId, owner: UserId, run: i32) -> JobOutcome {
+        if ctx.stop_reason() == Some(StopReason::Cancelled)
+            && let Err(e) = self.mark_cancelled(podcast, owner, run).await
+        {
+            return JobOutcome::Retry { error: e, after: None };
+        }
+        JobOutcome::Stopped
+    }
+
+    async fn generate(&self, job: &Job, ctx: &JobContext) -> anyhow::Result<JobOutcome> {
+        let payload: GeneratePodcastPayload = serde_json::from_value(job.payload.clone())?;
+        let id = payload.podcast_id;
+        let Some((podcast, run, mut outputs)) = self.load(id).await? else {
+            tracing::info!(podcast.id = %id, "podcast deleted; nothing to generate");
+            return Ok(JobOutcome::Succeeded);
+        };
+        let owner = podcast.owner_id;
+        if podcast.status.is_terminal() {
+            return Ok(JobOutcome::Succeeded);
+        }
+        let events = PodcastEvents {
+            pool: self.pool.clone(),
+            hub: self.hub.clone(),
+            podcast: id,
+        };
+        for stage in &self.pipeline.stages {
+            let kind = stage.kind();
+            if outputs.contains_key(&kind) {
+                continue;
+            }
+            if ctx.stop_reason().is_some() {
+                return Ok(self.stop(ctx, id, owner, run).await);
+            }
+            let (start, end) = kind.progress_span();
+            events
+                .emit(
+                    NewEvent::new(EventKind::StageStarted, format!("{} started", kind.as_str()))
+                        .stage(kind.as_str())
+                        .status(kind.status())
+                        .progress(start)
+                        .dedupe(format!("stage_started:{run}:{}", kind.as_str())),
+                )
+                .await?;
+            self.library(owner, id);
+            let started_at: DateTime<Utc> = Utc::now();
+            let previous: HashMap<StageKind, serde_json::Value> =
+                outputs.iter().map(|(k, (v, _))| (*k, v.clone())).collect();
+            let sctx = StageContext {
+                podcast: &podcast,
+                previous: &previous,
+                stage: kind,
+                events: &events,
+                run,
+            };
+            let result = tokio::select! {
+                r = stage.run(&sctx) => r,
+                () = ctx.stopped() => return Ok(self.stop(ctx, id, owner, run).await),
+            };
+            match result {
+                Ok(out) => {
+                    let usage_json = serde_json::to_value(out.usage)?;
+                    let event = NewEvent::new(EventKind::StageCompleted, format!("{} completed", kind.as_str()))
+                        .stage(kind.as_str())
+                        .progress(end)
+                        .dedupe(format!("stage_completed:{run}:{}", kind.as_str()));
+                    let output = out.output.clone();
+                    let extra = Extra::Checkpoint {
+                        stage: kind,
+                        output: &output,
+                        usage: &usage_json,
+                        started_at,
+                    };
+                    let written = self.write_leased(job, ctx, id, event, extra).await?;
+                    if let Written::LeaseLost = written {
+                        return Ok(JobOutcome::Stopped);
+                    }
+                    outputs.insert(kind, (out.output, out.usage));
+                }
+                Err(e) if e.retryable => {
+                    let after = e.retry_after;
+                    return Ok(JobOutcome::Retry {
+                        error: anyhow::Error::new(e),
+                        after,
+                    });
+                }
+                Err(e) => {
+                    self.mark_failed(id, owner, run, &e).await?;
+                    return Ok(JobOutcome::Failed(anyhow::Error::new(e)));
+                }
+            }
+        }
+        // All stages done: publish the episode.
+        let metadata: EpisodeMetadata = outputs
+            .get(&StageKind::Assembly)
+            .and_then(|(v, _)| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        let mut usage: HashMap<&str, Usage> = HashMap::new();
+        for (kind, (_, u)) in &outputs {
+            usage.insert(kind.as_str(), *u);
+        }
+        let usage = serde_json::to_value(usage)?;
+        let event = NewEvent::new(EventKind::Completed, "the episode is ready")
+            .status(PodcastStatus::Completed)
+            .progress(1.0)
+            .dedupe(format!("completed:{run}"));
+        let extra = Extra::Episode {
+            metadata: &metadata,
+            previous: &podcast,
+            usage: &usage,
+        };
+        let written = self.write_leased(job, ctx, id, event, extra).await?;
+        if let Written::LeaseLost = written {
+            return Ok(JobOutcome::Stopped);
+        }
+        self.library(owner, id);
+        Ok(JobOutcome::Succeeded)
+    }
+}
+
+/// The stage error behind a job error text `CODE: message`, when it has one.
+fn code_of(error: &str) -> Option<&str> {
+    let error = error
+        .strip_prefix("gave up after ")
+        .map_or(error, |rest| rest.split_once(": ").map_or(rest, |(_, e)| e));
+    let (code, _) = error.split_once(": ")?;
+    (!code.is_empty() && code.chars().all(|c| c.is_ascii_uppercase() || c == '_')).then_some(code)
+}
+
+#[async_trait::async_trait]
+impl JobHandler for GeneratePodcast {
+    fn kind(&self) -> &'static str {
+        JOB_KIND
+    }
+
+    async fn run(&self, job: &Job, ctx: JobContext) -> JobOutcome {
+        match self.generate(job, &ctx).await {
+            Ok(outcome) => outcome,
+            // Database trouble and the like: worth another attempt.
+            Err(error) => JobOutcome::Retry { error, after: None },
+        }
+    }
+
+    async fn on_retry(&self, job: &Job, error: &str, at: DateTime<Utc>) {
+        let Ok(payload) = serde_json::from_value::<GeneratePodcastPayload>(job.payload.clone()) else {
+            return;
+        };
+        let events = PodcastEvents {
+            pool: self.pool.clone(),
+            hub: self.hub.clone(),
+            podcast: payload.podcast_id,
+        };
+        let delay_ms = (at - Utc::now()).num_milliseconds().max(0);
+        let code = code_of(error).unwrap_or("TEMPORARY_FAILURE");
+        let run: i32 = match self.pool.get().await {
+            Ok(mut conn) => podcasts::table
+                .find(payload.podcast_id)
+                .select(podcasts::generation_run)
+                .first(&mut conn)
+                .await
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        let event = NewEvent::new(
+            EventKind::Retrying,
+            format!(
+                "attempt {} of {} failed ({code}); retrying in {} s",
+                job.attempts,
+                job.max_attempts,
+                (delay_ms + 999) / 1000
+            ),
+        )
+        .data(serde_json::json!({ "code": code, "delayMs": delay_ms, "attempt": job.attempts }))
+        .dedupe(format!("job_retry:{run}:{}:{}", job.id, job.attempts));
+        if let Err(e) = events.emit(event).await {
+            tracing::warn!(error = %e, "recording a RETRYING event failed");
+        }
+    }
+
+    async fn on_gave_up(&self, job: &Job, reason: &str) {
+        let Ok(payload) = serde_json::from_value::<GeneratePodcastPayload>(job.payload.clone()) else {
+            return;
+        };
+        let loaded = self.load(payload.podcast_id).await;
+        let Ok(Some((podcast, run, _))) = loaded else { return };
+        if podcast.status.is_terminal() {
+            return;
+        }
+        let error = StageError {
+            code: code_of(reason).unwrap_or("GENERATION_FAILED").to_owned(),
+            message: format!("gave up after {} attempts", job.attempts.min(job.max_attempts)),
+            retryable: true,
+            retry_after: None,
+        };
+        if let Err(e) = self.mark_failed(podcast.id, podcast.owner_id, run, &error).await {
+            tracing::error!(error = %e, "marking the podcast failed did not work");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code_of;
+
+    #[test]
+    fn codes_are_read_from_job_errors() {
+        assert_eq!(
+            code_of("PROVIDER_UNAVAILABLE: 503 from the model"),
+            Some("PROVIDER_UNAVAILABLE")
+        );
+        assert_eq!(
+            code_of("gave up after 3 attempts: RATE_LIMITED: slow down"),
+            Some("RATE_LIMITED")
+        );
+        assert_eq!(code_of("the job panicked: index out of bounds"), None);
+        assert_eq!(code_of("connection refused"), None);
+    }
+}

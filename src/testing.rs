@@ -155,6 +155,7 @@ pub fn test_config(database_url: &str) -> Config {
     vars.insert("PODFORGE_ARGON2_ITERATIONS", "1".to_owned());
     vars.insert("PODFORGE_BIND", "127.0.0.1:0".to_owned());
     vars.insert("PODFORGE_DB_POOL_SIZE", "5".to_owned());
+    vars.insert("PODFORGE_MAX_ACTIVE_GENERATIONS", "100".to_owned());
     #[expect(clippy::expect_used, reason = "test support: the fixed configuration is valid")]
     Config::from_lookup(&move |k| vars.get(k).cloned()).expect("test configuration")
 }

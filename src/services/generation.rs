@@ -267,7 +267,7 @@ pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiR
         // A concurrent request with the same key won the race.
         Err(ApiError::Internal(e))
             if e.downcast_ref::<diesel::result::Error>()
-                .is_some_and(|d| is_idempotency_conflict(d)) =>
+                .is_some_and(is_idempotency_conflict) =>
         {
             let key = new.idempotency_key.as_deref().unwrap_or_default();
             return podcasts::find_by_idempotency_key(&mut conn, viewer.user_id, key)

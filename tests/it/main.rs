@@ -7,7 +7,10 @@
 mod accounts;
 mod guards;
 mod http;
+mod jobs;
 mod library;
 mod process;
 mod schema;
 mod tls;
+mod ws;
+mod wsclient;

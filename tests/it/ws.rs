@@ -1,0 +1,276 @@
+//! Subscriptions over real websockets: both protocols, replay and resume,
+//! ownership, and the graphql-transport-ws close codes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use podforge::pipeline::StageKind;
+use podforge::testing::{StageControl, StageScript, TestApp, scripted_pipeline};
+use serde_json::{Value, json};
+
+use crate::jobs::{events, generate, wait_for};
+use crate::wsclient::WsClient;
+
+const PROGRESS: &str = "subscription($id: ID!, $after: Int) { generationProgress(podcastId: $id, afterSeq: $after) { seq kind stage status progress message } }";
+
+fn subscribe(id: &str, podcast: &str, after: Option<i64>) -> Value {
+    json!({"id": id, "type": "subscribe", "payload": {"query": PROGRESS, "variables": {"id": podcast, "after": after}}})
+}
+
+/// Collects `next` payload events for subscription `sub` until `complete`.
+async fn collect(client: &mut WsClient, sub: &str, stop_after: Option<usize>) -> (Vec<Value>, bool) {
+    let mut out = Vec::new();
+    loop {
+        let m = client.next().await;
+        match m["type"].as_str().unwrap() {
+            "next" | "data" => {
+                assert_eq!(m["id"], sub);
+                assert!(m["payload"]["errors"].is_null(), "{m}");
+                out.push(m["payload"]["data"]["generationProgress"].clone());
+                if stop_after.is_some_and(|n| out.len() >= n) {
+                    return (out, false);
+                }
+            }
+            "complete" => return (out, true),
+            other => panic!("unexpected {other}: {m}"),
+        }
+    }
+}
+
+fn seqs(events: &[Value]) -> Vec<i64> {
+    events.iter().map(|e| e["seq"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn progress_streams_live_and_resumes_after_a_disconnect_exactly_once() {
+    let control = Arc::new(StageControl::default());
+    for stage in StageKind::ALL {
+        control.script(
+            stage,
+            StageScript {
+                delay: Duration::from_millis(300),
+                ..Default::default()
+            },
+        );
+    }
+    let app = TestApp::with_pipeline(scripted_pipeline(control), |_| {}).await;
+    let user = app.user().await;
+    let mut first = WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+    first.init(&user.token).await;
+    let id = generate(&app, &user, "Tides").await;
+    first.send(subscribe("1", &id, None)).await;
+    let (part1, complete) = collect(&mut first, "1", Some(4)).await;
+    assert!(!complete);
+    first.close().await;
+
+    // Reconnect with the last seq seen; the rest arrives exactly once.
+    let last = *seqs(&part1).last().unwrap();
+    let mut second = WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+    second.init(&user.token).await;
+    second.send(subscribe("a", &id, Some(last))).await;
+    let (part2, complete) = collect(&mut second, "a", None).await;
+    assert!(complete, "the stream completes after COMPLETED");
+    let mut all = part1.clone();
+    all.extend(part2);
+    let stored = events(&app, &id).await;
+    assert_eq!(
+        seqs(&all),
+        stored.iter().map(|e| i64::from(e.0)).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    assert_eq!(all.last().unwrap()["kind"], "COMPLETED");
+    assert_eq!(all.last().unwrap()["status"], "COMPLETED");
+    assert_eq!(all[0]["kind"], "STAGE_STARTED");
+    assert_eq!(all[0]["stage"], "research");
+
+    // Subscribing after the end replays everything, then completes.
+    second.send(subscribe("b", &id, None)).await;
+    let (replay, complete) = collect(&mut second, "b", None).await;
+    assert!(complete);
+    assert_eq!(seqs(&replay), seqs(&all));
+    // And with the last seq: nothing left, completes at once.
+    second
+        .send(subscribe("c", &id, Some(*seqs(&all).last().unwrap())))
+        .await;
+    let (none, complete) = collect(&mut second, "c", None).await;
+    assert!(complete && none.is_empty());
+}
+
+#[tokio::test]
+async fn another_users_podcast_is_refused_before_any_event() {
+    let app = TestApp::with_pipeline(scripted_pipeline(Arc::default()), |_| {}).await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let id = generate(&app, &alice, "Alice's").await;
+    wait_for(&app, &alice, &id, &["COMPLETED"]).await;
+    let mut ws = WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+    ws.init(&bob.token).await;
+    ws.send(subscribe("1", &id, None)).await;
+    let m = ws.next().await;
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(m["id"], "1");
+    assert_eq!(m["payload"][0]["extensions"]["code"], "NOT_FOUND");
+    // The socket stays usable; the id is free again.
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": "{ me { id } }"}}))
+        .await;
+    let m = ws.next().await;
+    assert_eq!(m["type"], "next");
+    assert_eq!(m["payload"]["data"]["me"]["id"], bob.id.as_str());
+    assert_eq!(ws.next().await["type"], "complete");
+}
+
+#[tokio::test]
+async fn the_legacy_protocol_streams_too() {
+    let control = Arc::new(StageControl::default());
+    let app = TestApp::with_pipeline(scripted_pipeline(control), |_| {}).await;
+    let user = app.user().await;
+    let id = generate(&app, &user, "Tides").await;
+    let mut ws = WsClient::connect(&app.ws_url(), "graphql-ws").await;
+    ws.send(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", user.token)}}))
+        .await;
+    assert_eq!(ws.next_any().await["type"], "connection_ack");
+    assert_eq!(
+        ws.next_any().await["type"],
+        "ka",
+        "legacy clients get ka right after the ack"
+    );
+    ws.send(json!({"id": "7", "type": "start", "payload": {"query": PROGRESS, "variables": {"id": id}}}))
+        .await;
+    let (events, complete) = collect(&mut ws, "7", None).await;
+    assert!(complete);
+    assert_eq!(events.last().unwrap()["kind"], "COMPLETED");
+    ws.send(json!({"type": "connection_terminate"})).await;
+    assert_eq!(ws.closed().await, 1000);
+}
+
+#[tokio::test]
+async fn graphql_transport_ws_close_codes() {
+    let app = TestApp::with_config(|c| c.ws.init_timeout = Duration::from_millis(300)).await;
+    let user = app.user().await;
+    let url = app.ws_url();
+
+    // 4403: rejected connection_init (bad token, or none).
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    ws.send(json!({"type": "connection_init", "payload": {"authorization": "Bearer forged.token.here"}}))
+        .await;
+    assert_eq!(ws.closed().await, 4403);
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    ws.send(json!({"type": "connection_init"})).await;
+    assert_eq!(ws.closed().await, 4403);
+
+    // 4401: subscribe before the ack.
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": "{ me { id } }"}}))
+        .await;
+    assert_eq!(ws.closed().await, 4401);
+
+    // 4408: no connection_init in time.
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    assert_eq!(ws.closed().await, 4408);
+
+    // 4429: a second connection_init.
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    ws.init(&user.token).await;
+    ws.send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {}", user.token)}}))
+        .await;
+    assert_eq!(ws.closed().await, 4429);
+
+    // 4409: a subscription id already in use.
+    let id = generate_queued(&app, &user).await;
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    ws.init(&user.token).await;
+    ws.send(subscribe("dup", &id, None)).await;
+    ws.send(subscribe("dup", &id, None)).await;
+    assert_eq!(ws.closed().await, 4409);
+
+    // 4400: not a protocol message.
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    ws.send(json!({"type": "hello"})).await;
+    assert_eq!(ws.closed().await, 4400);
+
+    // The token from the upgrade request's Authorization header works too.
+    let mut ws = WsClient::connect_with(&url, "graphql-transport-ws", Some(&format!("Bearer {}", user.token))).await;
+    ws.send(json!({"type": "connection_init"})).await;
+    assert_eq!(ws.next().await["type"], "connection_ack");
+
+    // No sub-protocol: refused at the upgrade.
+    let r = app
+        .http
+        .get(format!("http://{}/graphql/ws", app.addr))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+async fn generate_queued(app: &TestApp, user: &podforge::testing::TestUser) -> String {
+    generate(app, user, "queued forever").await
+}
+
+#[tokio::test]
+async fn pings_flow_and_an_expired_token_closes_with_a_retryable_code() {
+    let app = TestApp::with_config(|c| {
+        c.ws.keepalive = Duration::from_millis(200);
+        c.auth.access_token_ttl = Duration::from_secs(2);
+        c.auth.leeway = Duration::ZERO;
+    })
+    .await;
+    let user = app.user().await;
+    let mut ws = WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+    ws.init(&user.token).await;
+    // The server pings; answering a client ping with pong.
+    assert_eq!(ws.next_any().await["type"], "ping");
+    ws.send(json!({"type": "ping", "payload": {"n": 1}})).await;
+    loop {
+        let m = ws.next_any().await;
+        if m["type"] == "pong" {
+            assert_eq!(m["payload"]["n"], 1);
+            break;
+        }
+    }
+    // The token expires after 2 s: 4403, which graphql-ws retries with fresh connectionParams.
+    assert_eq!(ws.closed().await, 4403);
+}
+
+#[tokio::test]
+async fn library_updates_follow_the_viewers_podcasts_only() {
+    let app = TestApp::with_pipeline(scripted_pipeline(Arc::default()), |_| {}).await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let mut ws = WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+    ws.init(&alice.token).await;
+    ws.send(json!({"id": "lib", "type": "subscribe", "payload": {"query": "subscription { libraryUpdates { change podcastId podcast { status } } }"}})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    generate(&app, &bob, "Bob's").await;
+    let id = generate(&app, &alice, "Alice's").await;
+    let mut changes = Vec::new();
+    loop {
+        let m = ws.next().await;
+        assert_eq!(m["type"], "next", "{m}");
+        let u = m["payload"]["data"]["libraryUpdates"].clone();
+        assert_eq!(u["podcastId"], id.as_str(), "only Alice's podcast: {u}");
+        changes.push(u.clone());
+        if u["podcast"]["status"] == "COMPLETED" {
+            break;
+        }
+    }
+    assert_eq!(changes[0]["change"], "CREATED");
+    app.gql(
+        "mutation($id: ID!) { deletePodcast(id: $id) }",
+        json!({"id": id}),
+        Some(&alice.token),
+    )
+    .await;
+    loop {
+        let m = ws.next().await;
+        let u = &m["payload"]["data"]["libraryUpdates"];
+        if u["change"] == "DELETED" {
+            assert_eq!(u["podcast"], Value::Null);
+            break;
+        }
+    }
+}

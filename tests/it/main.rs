@@ -5,6 +5,7 @@
 //! real router over real HTTP (see `podforge::testing`).
 
 mod accounts;
+mod clients;
 mod guards;
 mod http;
 mod jobs;

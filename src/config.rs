@@ -138,6 +138,77 @@ pub struct JobsConfig {
     pub backoff_base: Duration,
 }
 
+/// Which language model generations use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LlmChoice {
+    /// An OpenAI-compatible server (`OPENAI_BASE_URL`, `OPENAI_API_KEY`).
+    OpenAi,
+    /// The embedded local model.
+    Local,
+    /// None: generations fail with PROVIDER_NOT_CONFIGURED.
+    None,
+}
+
+/// Provider settings (`OPENAI_*`, `PERPLEXITY_*`, `PODFORGE_LLM*`, `PODFORGE_PROVIDER_*`, `PODFORGE_FETCH_*`).
+#[derive(Clone)]
+pub struct ProvidersConfig {
+    /// The language model in use.
+    pub llm: LlmChoice,
+    /// OpenAI-compatible base URL.
+    pub openai_base_url: String,
+    /// Its key (none for servers without auth).
+    pub openai_api_key: Option<String>,
+    /// Model name.
+    pub llm_model: String,
+    /// Context window to plan prompts for, tokens.
+    pub llm_context_tokens: usize,
+    /// Perplexity-compatible base URL; research is on when this or the key is set.
+    pub perplexity_base_url: Option<String>,
+    /// Its key.
+    pub perplexity_api_key: Option<String>,
+    /// Research model.
+    pub research_model: String,
+    /// Connect deadline of provider calls.
+    pub connect_timeout: Duration,
+    /// Longest silence while reading a provider's response.
+    pub read_timeout: Duration,
+    /// Deadline of one provider call attempt.
+    pub request_timeout: Duration,
+    /// Retries of a transient provider failure.
+    pub max_retries: u32,
+    /// First retry delay, doubling.
+    pub backoff_base: Duration,
+    /// Largest fetched source, bytes.
+    pub fetch_max_bytes: usize,
+    /// Deadline for fetching one source.
+    pub fetch_timeout: Duration,
+    /// Fetch URLs that resolve to loopback, private or link-local addresses.
+    pub allow_private_urls: bool,
+    /// Segments written at once.
+    pub script_concurrency: usize,
+    /// Context window the local model's prompts are planned for, tokens
+    /// (`PODFORGE_LOCAL_CONTEXT_TOKENS`; smaller is faster).
+    pub local_context_tokens: usize,
+    /// GGUF file of the local model (`PODFORGE_MODEL_PATH`).
+    pub model_path: Option<std::path::PathBuf>,
+    /// Where downloaded models live (`PODFORGE_DATA_DIR`).
+    pub data_dir: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for ProvidersConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys are secrets: say only whether they are set.
+        f.debug_struct("ProvidersConfig")
+            .field("llm", &self.llm)
+            .field("openai_base_url", &self.openai_base_url)
+            .field("openai_api_key", &self.openai_api_key.as_ref().map(|_| "<set>"))
+            .field("llm_model", &self.llm_model)
+            .field("perplexity_base_url", &self.perplexity_base_url)
+            .field("perplexity_api_key", &self.perplexity_api_key.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
 /// Websocket settings (`PODFORGE_WS_*`).
 #[derive(Debug, Clone)]
 pub struct WsConfig {
@@ -170,6 +241,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Websockets.
     pub ws: WsConfig,
+    /// Language model, research and source fetching.
+    pub providers: ProvidersConfig,
     /// Serve GraphiQL at `GET /graphql`.
     pub graphiql: bool,
     /// Answer introspection queries.
@@ -323,6 +396,51 @@ impl Config {
             max_message_bytes: env.parse("PODFORGE_WS_MAX_MESSAGE_BYTES", 64 * 1024)?,
         };
 
+        let openai_api_key = env.raw("OPENAI_API_KEY");
+        let openai_base_url = env.raw("OPENAI_BASE_URL");
+        let llm = match env.raw("PODFORGE_LLM").as_deref().map(str::trim) {
+            Some("openai") => LlmChoice::OpenAi,
+            Some("local") => LlmChoice::Local,
+            Some("none") => LlmChoice::None,
+            Some(other) => bail!("PODFORGE_LLM={other:?} must be openai, local or none"),
+            None if openai_api_key.is_some() || openai_base_url.is_some() => LlmChoice::OpenAi,
+            None => LlmChoice::Local,
+        };
+        let perplexity_api_key = env.raw("PERPLEXITY_API_KEY");
+        let perplexity_base_url = env.raw("PERPLEXITY_BASE_URL").or_else(|| {
+            perplexity_api_key
+                .as_ref()
+                .map(|_| "https://api.perplexity.ai".to_owned())
+        });
+        let data_dir = env
+            .raw("PODFORGE_DATA_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(default_data_dir);
+        let providers = ProvidersConfig {
+            llm,
+            openai_base_url: openai_base_url.unwrap_or_else(|| "https://api.openai.com/v1".to_owned()),
+            openai_api_key,
+            llm_model: env
+                .raw("PODFORGE_LLM_MODEL")
+                .unwrap_or_else(|| "gpt-4o-mini".to_owned()),
+            llm_context_tokens: env.parse("PODFORGE_LLM_CONTEXT_TOKENS", 32_000)?,
+            perplexity_base_url,
+            perplexity_api_key,
+            research_model: env.raw("PODFORGE_RESEARCH_MODEL").unwrap_or_else(|| "sonar".to_owned()),
+            connect_timeout: env.secs("PODFORGE_PROVIDER_CONNECT_TIMEOUT_SECS", 10)?,
+            read_timeout: env.secs("PODFORGE_PROVIDER_READ_TIMEOUT_SECS", 60)?,
+            request_timeout: env.secs("PODFORGE_PROVIDER_TIMEOUT_SECS", 180)?,
+            max_retries: env.parse("PODFORGE_PROVIDER_MAX_RETRIES", 4)?,
+            backoff_base: env.millis("PODFORGE_PROVIDER_BACKOFF_MS", 500)?,
+            fetch_max_bytes: env.parse("PODFORGE_FETCH_MAX_BYTES", 5 * 1024 * 1024)?,
+            fetch_timeout: env.secs("PODFORGE_FETCH_TIMEOUT_SECS", 20)?,
+            allow_private_urls: env.flag("PODFORGE_ALLOW_PRIVATE_URLS", false)?,
+            script_concurrency: env.parse("PODFORGE_SCRIPT_CONCURRENCY", 4)?,
+            local_context_tokens: env.parse("PODFORGE_LOCAL_CONTEXT_TOKENS", 3_072)?,
+            model_path: env.raw("PODFORGE_MODEL_PATH").map(std::path::PathBuf::from),
+            data_dir,
+        };
+
         Ok(Self {
             environment,
             bind: env
@@ -334,6 +452,7 @@ impl Config {
             limits,
             jobs,
             ws,
+            providers,
             graphiql: env.flag("PODFORGE_GRAPHIQL", !production)?,
             introspection: env.flag("PODFORGE_INTROSPECTION", !production)?,
             log_format: match env.raw("PODFORGE_LOG_FORMAT").as_deref().map(str::trim) {
@@ -344,6 +463,17 @@ impl Config {
                 Some(other) => bail!("PODFORGE_LOG_FORMAT={other:?} must be json or compact"),
             },
         })
+    }
+}
+
+/// `$XDG_DATA_HOME/podforge`, else `~/.local/share/podforge`, else `./.podforge`.
+pub fn default_data_dir() -> std::path::PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return std::path::PathBuf::from(xdg).join("podforge");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => std::path::PathBuf::from(home).join(".local/share/podforge"),
+        None => std::path::PathBuf::from(".podforge"),
     }
 }
 

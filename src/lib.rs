@@ -4,6 +4,7 @@
 //! Module map (arrows point one way: graphql -> services -> db):
 //! - [`config`]: environment -> typed configuration.
 //! - [`app`]: the shared state and the HTTP router.
+//! - [`cli`]: `generate` and `model fetch`.
 //! - [`db`]: connections, migrations, tables and queries (diesel only).
 //! - [`domain`]: ids, statuses and formats shared by every layer.
 //! - [`auth`]: passwords, tokens, the viewer of a request.
@@ -13,11 +14,14 @@
 //! - [`listen`]: the process's LISTEN connection.
 //! - [`progress`]: generation events and their fan-out.
 //! - [`pipeline`]: the generation stages and the runner that checkpoints them.
+//! - [`providers`]: language model and research clients, and the mock provider server.
+//! - [`sources`]: fetching user sources, reducing them to text, chunking and ranking passages.
 //! - [`telemetry`]: logging set-up.
 //! - [`testing`]: test databases and a served app for tests and benchmarks.
 
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -27,6 +31,8 @@ pub mod jobs;
 pub mod listen;
 pub mod pipeline;
 pub mod progress;
+pub mod providers;
 pub mod services;
+pub mod sources;
 pub mod telemetry;
 pub mod testing;

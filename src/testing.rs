@@ -156,6 +156,8 @@ pub fn test_config(database_url: &str) -> Config {
     vars.insert("PODFORGE_BIND", "127.0.0.1:0".to_owned());
     vars.insert("PODFORGE_DB_POOL_SIZE", "5".to_owned());
     vars.insert("PODFORGE_MAX_ACTIVE_GENERATIONS", "100".to_owned());
+    // No model unless a test sets one up.
+    vars.insert("PODFORGE_LLM", "none".to_owned());
     #[expect(clippy::expect_used, reason = "test support: the fixed configuration is valid")]
     Config::from_lookup(&move |k| vars.get(k).cloned()).expect("test configuration")
 }
@@ -216,6 +218,22 @@ impl TestApp {
         config.jobs.poll_interval = std::time::Duration::from_millis(500);
         edit(&mut config);
         let mut app = Self::start_with(db, config, Some(pipeline)).await;
+        let token = tokio_util::sync::CancellationToken::new();
+        app.background = Some((app.app.start_background(token.clone(), true), token));
+        app
+    }
+
+    /// A server running workers over the pipeline its configuration selects
+    /// (providers from `edit`), with the fast job settings of [`Self::with_pipeline`].
+    pub async fn with_workers(edit: impl FnOnce(&mut Config)) -> Self {
+        #[expect(clippy::expect_used, reason = "test support")]
+        let db = TestDb::new().await.expect("test database");
+        let mut config = test_config(&db.url);
+        config.jobs.lease = std::time::Duration::from_secs(2);
+        config.jobs.backoff_base = std::time::Duration::from_millis(50);
+        config.jobs.poll_interval = std::time::Duration::from_millis(500);
+        edit(&mut config);
+        let mut app = Self::start_with(db, config, None).await;
         let token = tokio_util::sync::CancellationToken::new();
         app.background = Some((app.app.start_background(token.clone(), true), token));
         app
@@ -406,6 +424,7 @@ pub struct ScriptedStage {
 /// A pipeline of four scripted stages sharing `control`.
 pub fn scripted_pipeline(control: Arc<StageControl>) -> crate::pipeline::Pipeline {
     crate::pipeline::Pipeline {
+        llm: None,
         stages: crate::pipeline::StageKind::ALL
             .iter()
             .map(|k| {

@@ -201,6 +201,34 @@ pub async fn requeue(conn: &mut AsyncPgConnection, id: PodcastId) -> QueryResult
         .await
 }
 
+/// The finished stages' outputs of a podcast, `(stage, output)`, with the
+/// sources' full text left out (only excerpts are shown; the text can be
+/// megabytes).
+pub async fn stage_outputs(
+    conn: &mut AsyncPgConnection,
+    id: PodcastId,
+) -> QueryResult<Vec<(String, serde_json::Value)>> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        stage: String,
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        output: serde_json::Value,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT stage,
+                CASE WHEN stage = 'research' THEN jsonb_build_object(
+                    'notes', output->'notes',
+                    'sources', COALESCE((SELECT jsonb_agg(s - 'content') FROM jsonb_array_elements(output->'sources') s), '[]'::jsonb))
+                ELSE output END AS output
+           FROM podcast_stages WHERE podcast_id = $1",
+    )
+    .bind::<SqlUuid, _>(id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.stage, r.output)).collect())
+}
+
 /// The podcast's current generation run (see `retryGeneration`).
 pub async fn generation_run(conn: &mut AsyncPgConnection, id: PodcastId) -> QueryResult<i32> {
     podcasts::table

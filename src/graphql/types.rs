@@ -8,6 +8,7 @@ use super::{app, viewer};
 use crate::db::podcasts::{LibraryFilter, Order, Podcast as PodcastRow};
 use crate::db::users::User as UserRow;
 use crate::domain;
+use crate::pipeline::episode;
 use crate::services::accounts::AuthTokens;
 use crate::services::library;
 
@@ -127,11 +128,31 @@ pub struct GenerationError {
 pub struct Podcast {
     /// The stored row.
     pub row: PodcastRow,
+    /// Stage outputs, read once per podcast when a field needs them.
+    stages: tokio::sync::OnceCell<std::collections::HashMap<String, serde_json::Value>>,
 }
 
 impl From<PodcastRow> for Podcast {
     fn from(row: PodcastRow) -> Self {
-        Self { row }
+        Self {
+            row,
+            stages: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+impl Podcast {
+    /// A stage's output, typed; `None` until the stage has finished.
+    async fn stage_output<T: serde::de::DeserializeOwned>(
+        &self,
+        ctx: &Context<'_>,
+        stage: &str,
+    ) -> async_graphql::Result<Option<T>> {
+        let stages = self
+            .stages
+            .get_or_try_init(|| library::stage_outputs(app(ctx), self.row.id))
+            .await?;
+        Ok(stages.get(stage).and_then(|v| serde_json::from_value(v.clone()).ok()))
     }
 }
 
@@ -221,6 +242,42 @@ impl Podcast {
             message: self.row.error_message.clone().unwrap_or_default(),
             retryable: self.row.error_retryable.unwrap_or(false),
         })
+    }
+    /// The numbered sources (after the research stage); turns cite their `number`.
+    async fn sources(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Source>> {
+        let research: Option<episode::Research> = self.stage_output(ctx, "research").await?;
+        Ok(research
+            .map(|r| r.sources.into_iter().map(Source).collect())
+            .unwrap_or_default())
+    }
+    /// The narrative plan (after the outline stage).
+    async fn outline(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Outline>> {
+        Ok(self
+            .stage_output::<episode::Outline>(ctx, "outline")
+            .await?
+            .map(Outline))
+    }
+    /// The script: intro, segments of turns, outro (segments after the script
+    /// stage, intro and outro after assembly).
+    async fn script(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Script>> {
+        let script: Option<episode::Script> = self.stage_output(ctx, "script").await?;
+        let assembly: Option<episode::Assembly> = self.stage_output(ctx, "assembly").await?;
+        Ok(script.map(|s| Script {
+            intro: assembly.as_ref().map(|a| a.intro.clone()).unwrap_or_default(),
+            segments: s.segments,
+            outro: assembly.as_ref().map(|a| a.outro.clone()).unwrap_or_default(),
+        }))
+    }
+    /// Chapters with estimated start times (after assembly).
+    async fn chapters(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Chapter>> {
+        let assembly: Option<episode::Assembly> = self.stage_output(ctx, "assembly").await?;
+        Ok(assembly
+            .map(|a| a.chapters.into_iter().map(Chapter).collect())
+            .unwrap_or_default())
+    }
+    /// Provider usage per stage: `{"research": {"calls", "promptTokens", "completionTokens", "latencyMs"}, ...}`.
+    async fn usage(&self) -> Option<async_graphql::Json<serde_json::Value>> {
+        self.row.usage.clone().map(async_graphql::Json)
     }
     /// When the podcast was requested.
     async fn created_at(&self) -> DateTime<Utc> {
@@ -549,4 +606,160 @@ pub struct LibraryUpdate {
     pub podcast_id: ID,
     /// The podcast as it is now; null once deleted.
     pub podcast: Option<Podcast>,
+}
+
+/// A numbered source of an episode.
+pub struct Source(pub episode::Source);
+
+/// A numbered source of an episode.
+#[Object]
+impl Source {
+    /// 1-based number; the `citations` of turns refer to it.
+    async fn number(&self) -> i32 {
+        self.0.number as i32
+    }
+    /// Title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// Where it came from; null for pasted text.
+    async fn url(&self) -> Option<&str> {
+        self.0.url.as_deref()
+    }
+    /// A short passage (about 300 characters).
+    async fn excerpt(&self) -> &str {
+        &self.0.excerpt
+    }
+    /// `user` (given with the request) or `research` (found by the research provider).
+    async fn origin(&self) -> &str {
+        &self.0.origin
+    }
+}
+
+/// The narrative plan of an episode.
+pub struct Outline(pub episode::Outline);
+
+/// The narrative plan of an episode.
+#[Object]
+impl Outline {
+    /// Working title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// The opening hook.
+    async fn hook(&self) -> &str {
+        &self.0.hook
+    }
+    /// Segments in order.
+    async fn segments(&self) -> Vec<OutlineSegment> {
+        self.0.segments.iter().cloned().map(OutlineSegment).collect()
+    }
+}
+
+/// One planned segment.
+pub struct OutlineSegment(pub episode::OutlineSegment);
+
+/// One planned segment.
+#[Object]
+impl OutlineSegment {
+    /// Title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// What the listener should understand afterwards.
+    async fn goal(&self) -> &str {
+        &self.0.goal
+    }
+    /// Points to cover.
+    async fn key_points(&self) -> &[String] {
+        &self.0.key_points
+    }
+    /// Numbers of the sources it rests on.
+    async fn sources(&self) -> Vec<i32> {
+        self.0.sources.iter().map(|n| *n as i32).collect()
+    }
+    /// Words budgeted, from the target length and the language's speaking rate.
+    async fn word_budget(&self) -> i32 {
+        self.0.word_budget as i32
+    }
+}
+
+/// The spoken script.
+pub struct Script {
+    intro: Vec<episode::Turn>,
+    segments: Vec<episode::ScriptSegment>,
+    outro: Vec<episode::Turn>,
+}
+
+/// The spoken script.
+#[Object]
+impl Script {
+    /// Opening turns.
+    async fn intro(&self) -> Vec<Turn> {
+        self.intro.iter().cloned().map(Turn).collect()
+    }
+    /// Segments in order.
+    async fn segments(&self) -> Vec<ScriptSegment> {
+        self.segments.iter().cloned().map(ScriptSegment).collect()
+    }
+    /// Closing turns.
+    async fn outro(&self) -> Vec<Turn> {
+        self.outro.iter().cloned().map(Turn).collect()
+    }
+}
+
+/// A written segment.
+pub struct ScriptSegment(pub episode::ScriptSegment);
+
+/// A written segment.
+#[Object]
+impl ScriptSegment {
+    /// Position in the outline, from 0.
+    async fn index(&self) -> i32 {
+        self.0.index as i32
+    }
+    /// Title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// The turns.
+    async fn turns(&self) -> Vec<Turn> {
+        self.0.turns.iter().cloned().map(Turn).collect()
+    }
+}
+
+/// One spoken turn.
+pub struct Turn(pub episode::Turn);
+
+/// One spoken turn.
+#[Object]
+impl Turn {
+    /// The host speaking (one of the podcast's `hosts`).
+    async fn speaker(&self) -> &str {
+        &self.0.speaker
+    }
+    /// What they say: plain speech with no labels, directions or markup.
+    async fn text(&self) -> &str {
+        &self.0.text
+    }
+    /// Numbers of the sources this turn's claims come from.
+    async fn citations(&self) -> Vec<i32> {
+        self.0.citations.iter().map(|n| *n as i32).collect()
+    }
+}
+
+/// A chapter marker.
+pub struct Chapter(pub episode::Chapter);
+
+/// A chapter marker.
+#[Object]
+impl Chapter {
+    /// Title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// Estimated start, seconds from the beginning.
+    async fn start_seconds(&self) -> i32 {
+        self.0.start_seconds
+    }
 }

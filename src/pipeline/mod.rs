@@ -9,7 +9,13 @@
 //! results as ARTIFACT events with dedupe keys, which also lets a resumed
 //! stage pick up its own finished parts.
 
+pub mod episode;
+pub mod prompts;
 pub mod runner;
+pub mod schemas;
+pub mod stages;
+pub mod structured;
+pub mod text;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -171,6 +177,8 @@ pub struct StageContext<'a> {
     pub events: &'a dyn EventSink,
     /// The generation run (incremented by retryGeneration), for dedupe keys.
     pub run: i32,
+    /// The job attempt running the stage, for dedupe keys of retries.
+    pub attempt: i32,
 }
 
 impl StageContext<'_> {
@@ -252,22 +260,46 @@ pub trait Stage: Send + Sync {
 pub struct Pipeline {
     /// One per [`StageKind`], in order.
     pub stages: Vec<Arc<dyn Stage>>,
+    /// The language model the stages use, if any (for names and live stats).
+    pub llm: Option<Arc<dyn crate::providers::LanguageModel>>,
 }
 
 impl Pipeline {
+    /// Completion tokens the language model has generated in this process,
+    /// when it counts them (the local model does).
+    pub fn tokens_generated(&self) -> Option<u64> {
+        self.llm.as_ref().and_then(|m| m.tokens_generated())
+    }
+
+    /// The language model's name.
+    pub fn model_name(&self) -> Option<String> {
+        self.llm.as_ref().map(|m| m.name().to_owned())
+    }
+
     /// A pipeline whose every stage fails with PROVIDER_NOT_CONFIGURED: the
     /// service never invents content when no language model is available.
     pub fn unconfigured() -> Self {
+        Self::unavailable(
+            "PROVIDER_NOT_CONFIGURED",
+            "no language model is configured: set OPENAI_API_KEY (or OPENAI_BASE_URL), or PODFORGE_LLM=local with a fetched model",
+        )
+    }
+
+    /// A pipeline whose every stage fails with `code` and `message` (no
+    /// usable language model), so nothing is ever invented.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        let message: String = message.into();
         Self {
             stages: StageKind::ALL
                 .iter()
-                .map(|k| Arc::new(Unconfigured(*k)) as Arc<dyn Stage>)
+                .map(|k| Arc::new(Unconfigured(*k, code, message.clone())) as Arc<dyn Stage>)
                 .collect(),
+            llm: None,
         }
     }
 }
 
-struct Unconfigured(StageKind);
+struct Unconfigured(StageKind, &'static str, String);
 
 #[async_trait::async_trait]
 impl Stage for Unconfigured {
@@ -276,10 +308,7 @@ impl Stage for Unconfigured {
     }
 
     async fn run(&self, _ctx: &StageContext<'_>) -> Result<StageOutput, StageError> {
-        Err(StageError::fatal(
-            "PROVIDER_NOT_CONFIGURED",
-            "no language model is configured: set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)",
-        ))
+        Err(StageError::fatal(self.1, self.2.clone()))
     }
 }
 

@@ -312,6 +312,7 @@ impl GeneratePodcast {
                 stage: kind,
                 events: &events,
                 run,
+                attempt: job.attempts,
             };
             let result = tokio::select! {
                 r = stage.run(&sctx) => r,

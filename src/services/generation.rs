@@ -18,7 +18,7 @@ use crate::pipeline::runner::{GeneratePodcastPayload, job_key};
 use crate::progress::{self, EventKind, LibraryChange, LibraryNotice, NewEvent};
 
 /// Topic length, characters.
-pub const TOPIC_CHARS: std::ops::RangeInclusive<usize> = 3..=500;
+pub const TOPIC_CHARS: std::ops::RangeInclusive<usize> = 1..=500;
 /// Most user sources per request.
 pub const MAX_SOURCES: usize = 10;
 /// Longest pasted source text, characters.
@@ -466,7 +466,7 @@ mod tests {
             field_of(validate(
                 &viewer(),
                 GenerationRequest {
-                    topic: "x".into(),
+                    topic: "   ".into(),
                     ..base()
                 }
             )),

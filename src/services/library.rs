@@ -157,6 +157,16 @@ pub async fn has_previous(
     Ok(podcasts::exists_before(&mut conn, viewer.user_id, filter, order, after).await?)
 }
 
+/// The finished stages' outputs of a podcast the caller has already read
+/// (ownership was checked then), keyed by stage name.
+pub async fn stage_outputs(
+    app: &App,
+    id: PodcastId,
+) -> ApiResult<std::collections::HashMap<String, serde_json::Value>> {
+    let mut conn = app.pool.get().await?;
+    Ok(podcasts::stage_outputs(&mut conn, id).await?.into_iter().collect())
+}
+
 /// The viewer's podcast `id`, or `None` when missing or someone else's.
 pub async fn get(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Option<Podcast>> {
     let mut conn = app.pool.get().await?;

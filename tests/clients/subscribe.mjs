@@ -51,10 +51,9 @@ if (library === 'graphql-ws') {
       reconnect: false,
       connectionParams: { authorization: `Bearer ${token}` },
       connectionCallback: (error) => {
-        if (error) {
-          // The server also closes the socket; report both.
-          client.client?.addEventListener?.('close', (e) => print({ closeCode: e.code, error: JSON.stringify(error) }));
-        }
+        // The legacy protocol refuses with a connection_error message (it
+        // has no close codes of its own); the server then closes the socket.
+        if (error) print({ refused: true, error: JSON.stringify(error) });
       },
     },
     WebSocket,

@@ -1,0 +1,339 @@
+//! `podforge generate`: one episode from the command line, through the same
+//! services, database and job runner as the API, with live progress.
+//!
+//! The episode is requested for a local user (created on first use), so it
+//! also appears in that user's library over GraphQL. Progress comes from the
+//! podcast's event stream, exactly as a subscriber sees it. Ctrl-C cancels the
+//! generation cleanly (it ends CANCELLED, nothing half-written).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::auth::Viewer;
+use crate::db::{podcasts, users};
+use crate::domain::{Host, PodcastFormat, PodcastId, SessionId, SourceRequest};
+use crate::pipeline::episode::{Assembly, Outline, Research, Script, Turn};
+use crate::progress::EventKind;
+use crate::progress::hub::event_stream;
+use crate::services::{accounts, generation};
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateArgs {
+    /// The topic.
+    pub topic: String,
+    /// Files (text, Markdown or HTML) or http(s) URLs.
+    pub sources: Vec<String>,
+    /// Host names.
+    pub hosts: Vec<String>,
+    /// Target length, minutes.
+    pub minutes: i32,
+    /// BCP-47 language.
+    pub language: String,
+    /// Format.
+    pub format: PodcastFormat,
+    /// Output directory for `episode.json` and `script.md`.
+    pub out: PathBuf,
+    /// Email of the local user owning the episode.
+    pub email: String,
+    /// Password of the local user (used only when creating it).
+    pub password: String,
+}
+
+/// Reads `--source` values into source requests: URLs as given, files read
+/// and (for HTML) reduced to readable text.
+///
+/// Errors: a file that cannot be read or holds no text.
+pub fn read_sources(values: &[String]) -> anyhow::Result<Vec<SourceRequest>> {
+    values
+        .iter()
+        .map(|v| {
+            if v.starts_with("http://") || v.starts_with("https://") {
+                return Ok(SourceRequest::Url { url: v.clone() });
+            }
+            let path = Path::new(v);
+            let raw = std::fs::read(path).with_context(|| format!("cannot read the source file {v}"))?;
+            let raw = String::from_utf8_lossy(&raw).into_owned();
+            let name = path
+                .file_name()
+                .map_or_else(|| v.clone(), |n| n.to_string_lossy().into_owned());
+            let is_html = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("html" | "htm" | "xhtml")
+            );
+            let (title, text) = if is_html {
+                let doc = crate::sources::extract_html(&raw, None).map_err(|e| anyhow::anyhow!("{v}: {e}"))?;
+                (doc.title.unwrap_or(name), doc.text)
+            } else {
+                (name, crate::sources::clean_text(&raw))
+            };
+            if text.trim().is_empty() {
+                bail!("the source file {v} holds no readable text");
+            }
+            Ok(SourceRequest::Text { title, text })
+        })
+        .collect()
+}
+
+/// The local user, created with `password` on first use.
+async fn local_viewer(app: &App, email: &str, password: &str) -> anyhow::Result<Viewer> {
+    let email = accounts::normalize_email(email).map_err(|e| anyhow::anyhow!("--email: {}", e.message()))?;
+    let existing = {
+        let mut conn = app.pool.get().await?;
+        users::find_by_email(&mut conn, &email).await?
+    };
+    let user = match existing {
+        Some(u) => u,
+        None => {
+            accounts::register(app, &email, password.to_owned())
+                .await
+                .map_err(anyhow::Error::from)?
+                .user
+        }
+    };
+    Ok(Viewer {
+        user_id: user.id,
+        session_id: SessionId::new(),
+        expires_at: i64::MAX,
+    })
+}
+
+/// Live progress: a bar on a terminal, plain lines otherwise.
+struct Display {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+}
+
+impl Display {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(1000);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent:>3}% {msg}")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Self {
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    fn update(&self, stage: &str, progress: f32, message: &str, rate: Option<f64>) {
+        let rate = rate.map_or_else(String::new, |r| format!(" · {r:.1} tokens/s"));
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position((progress * 1000.0) as u64);
+                bar.set_message(format!("{stage}: {message}{rate}"));
+            }
+            None => eprintln!(
+                "[{:>6.1}s] {:>3.0}% {stage}: {message}{rate}",
+                self.started.elapsed().as_secs_f64(),
+                progress * 100.0
+            ),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Runs one generation and writes `episode.json` and `script.md` under `args.out`.
+///
+/// Errors: bad arguments (BAD_USER_INPUT messages), a failed generation
+/// (its code and message), or a cancelled one.
+pub async fn run(app: Arc<App>, args: GenerateArgs) -> anyhow::Result<PathBuf> {
+    let viewer = local_viewer(&app, &args.email, &args.password).await?;
+    let request = generation::GenerationRequest {
+        topic: args.topic.clone(),
+        sources: read_sources(&args.sources)?,
+        format: Some(args.format),
+        target_minutes: Some(args.minutes),
+        language: Some(args.language.clone()),
+        hosts: args
+            .hosts
+            .iter()
+            .map(|h| Host {
+                name: h.clone(),
+                persona: None,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let podcast = generation::request(&app, &viewer, request)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    eprintln!(
+        "podcast {} queued for {} (library of {})",
+        podcast.id, podcast.topic, args.email
+    );
+    let shutdown = CancellationToken::new();
+    let background = app.start_background(shutdown.clone(), true);
+    let outcome = follow(&app, &viewer, podcast.id).await;
+    shutdown.cancel();
+    let _ = background.await;
+    let kind = outcome?;
+    match kind {
+        EventKind::Completed => write_outputs(&app, &viewer, podcast.id, &args.out).await,
+        EventKind::Cancelled => bail!("the generation was cancelled"),
+        _ => {
+            let mut conn = app.pool.get().await?;
+            let p = podcasts::find(&mut conn, podcast.id)
+                .await?
+                .context("the podcast disappeared")?;
+            bail!(
+                "the generation failed: {}: {}",
+                p.error_code.unwrap_or_default(),
+                p.error_message.unwrap_or_default()
+            )
+        }
+    }
+}
+
+/// Shows the event stream until a terminal event; Ctrl-C cancels.
+async fn follow(app: &Arc<App>, viewer: &Viewer, id: PodcastId) -> anyhow::Result<EventKind> {
+    let display = Display::new();
+    let mut stream = std::pin::pin!(event_stream(app.hub.clone(), id, 0));
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut cancelling = false;
+    let mut stage = String::from("queued");
+    let mut progress = 0.0f32;
+    let mut rate_start: Option<(Instant, u64)> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c, if !cancelling => {
+                cancelling = true;
+                display.update(&stage, progress, "cancelling (Ctrl-C)…", None);
+                if let Err(e) = generation::cancel(app, viewer, id).await {
+                    eprintln!("cancel failed: {}", e.message());
+                }
+            }
+            _ = tick.tick() => {
+                let rate = tokens_per_second(app, &mut rate_start);
+                display.update(&stage, progress, "working", rate);
+            }
+            item = stream.next() => {
+                let Some(event) = item else { bail!("the event stream ended early") };
+                let event = event?;
+                if let Some(s) = &event.stage {
+                    stage.clone_from(s);
+                }
+                progress = event.progress;
+                let rate = tokens_per_second(app, &mut rate_start);
+                display.update(&stage, progress, &event.message, rate);
+                if display.bar.is_some() && matches!(event.kind(), Some(EventKind::Warning | EventKind::Retrying)) {
+                    eprintln!("{}: {}", event.kind, event.message);
+                }
+                if let Some(kind) = event.kind().filter(|k| k.is_terminal()) {
+                    display.finish();
+                    eprintln!("{}: {}", kind.as_str(), event.message);
+                    return Ok(kind);
+                }
+            }
+        }
+    }
+}
+
+fn tokens_per_second(app: &App, start: &mut Option<(Instant, u64)>) -> Option<f64> {
+    let now = app.pipeline.tokens_generated()?;
+    let (t0, n0) = *start.get_or_insert((Instant::now(), now));
+    let secs = t0.elapsed().as_secs_f64();
+    (secs > 1.0 && now > n0).then(|| (now - n0) as f64 / secs)
+}
+
+fn turn_line(t: &Turn) -> String {
+    let cites = if t.citations.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " [{}]",
+            t.citations.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        )
+    };
+    format!("**{}:** {}{cites}\n\n", t.speaker, t.text)
+}
+
+/// Writes the finished episode: `episode.json` (everything, with sources and
+/// citations) and `script.md` (readable script plus show notes).
+async fn write_outputs(app: &App, viewer: &Viewer, id: PodcastId, out: &Path) -> anyhow::Result<PathBuf> {
+    let mut conn = app.pool.get().await?;
+    let p = podcasts::find_owned(&mut conn, viewer.user_id, id)
+        .await?
+        .context("the podcast disappeared")?;
+    let stages: std::collections::HashMap<String, Value> =
+        podcasts::stage_outputs(&mut conn, id).await?.into_iter().collect();
+    let get = |name: &str| stages.get(name).cloned().context("a stage output is missing");
+    let research: Research = serde_json::from_value(get("research")?)?;
+    let outline: Outline = serde_json::from_value(get("outline")?)?;
+    let script: Script = serde_json::from_value(get("script")?)?;
+    let assembly: Assembly = serde_json::from_value(get("assembly")?)?;
+    let episode = json!({
+        "id": p.id,
+        "title": assembly.title,
+        "topic": p.topic,
+        "language": p.language,
+        "format": p.format,
+        "hosts": p.hosts,
+        "description": assembly.description,
+        "tags": assembly.tags,
+        "targetDurationSeconds": p.target_duration_seconds,
+        "estimatedDurationSeconds": assembly.estimated_duration_seconds,
+        "wordCount": assembly.word_count,
+        "sources": research.sources,
+        "researchNotes": research.notes,
+        "outline": outline,
+        "script": {"intro": assembly.intro, "segments": script.segments, "outro": assembly.outro},
+        "chapters": assembly.chapters,
+        "showNotes": assembly.show_notes,
+        "usage": p.usage,
+        "model": app.pipeline.model_name(),
+        "createdAt": p.created_at,
+        "completedAt": p.completed_at,
+    });
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let json_path = out.join("episode.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&episode)?)?;
+    let mut md = format!("# {}\n\n{}\n\n", assembly.title, assembly.description);
+    md.push_str(&format!(
+        "*{} words, about {} min {} s · written by {} · {}*\n\n## Script\n\n### Intro\n\n",
+        assembly.word_count,
+        assembly.estimated_duration_seconds / 60,
+        assembly.estimated_duration_seconds % 60,
+        app.pipeline
+            .model_name()
+            .unwrap_or_else(|| "the configured model".into()),
+        p.language
+    ));
+    for t in &assembly.intro {
+        md.push_str(&turn_line(t));
+    }
+    for s in &script.segments {
+        md.push_str(&format!("### {}. {}\n\n", s.index + 1, s.title));
+        for t in &s.turns {
+            md.push_str(&turn_line(t));
+        }
+    }
+    md.push_str("### Outro\n\n");
+    for t in &assembly.outro {
+        md.push_str(&turn_line(t));
+    }
+    md.push_str("---\n\n");
+    md.push_str(&assembly.show_notes.replacen("# ", "## Show notes: ", 1));
+    std::fs::write(out.join("script.md"), md)?;
+    Ok(json_path)
+}

@@ -1,0 +1,587 @@
+//! The real pipeline through the API against the mock provider server (real
+//! HTTP): formats and hosts, citations end to end, word budgets, the corpus
+//! documents as sources, and every scripted fault.
+
+use std::time::Duration;
+
+use podforge::config::LlmChoice;
+use podforge::pipeline::text::count_words;
+use podforge::providers::mock::{Fault, MockProvider, Target};
+use podforge::testing::{TestApp, TestUser};
+use serde_json::{Value, json};
+
+use crate::jobs::{events, wait_for};
+
+const CORPUS: &str = "../shared/corpus";
+
+fn corpus(name: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CORPUS).join(name)).unwrap()
+}
+
+async fn app(mock: &MockProvider, research: bool) -> TestApp {
+    app_with(mock, research, |_| {}).await
+}
+
+async fn app_with(mock: &MockProvider, research: bool, edit: impl FnOnce(&mut podforge::config::Config)) -> TestApp {
+    let (openai, perplexity) = (mock.openai_url(), mock.perplexity_url());
+    TestApp::with_workers(move |c| {
+        c.providers.llm = LlmChoice::OpenAi;
+        c.providers.openai_base_url = openai;
+        c.providers.perplexity_base_url = research.then_some(perplexity);
+        c.providers.llm_context_tokens = 16_000;
+        c.providers.allow_private_urls = true;
+        c.providers.backoff_base = Duration::from_millis(20);
+        c.providers.max_retries = 3;
+        c.providers.read_timeout = Duration::from_millis(800);
+        c.providers.request_timeout = Duration::from_secs(5);
+        c.jobs.max_attempts = 2;
+        edit(c);
+    })
+    .await
+}
+
+const EPISODE: &str = "query($id: ID!) { podcast(id: $id) {
+  status title description tags wordCount estimatedDuration targetDuration showNotes language usage
+  error { code message retryable }
+  hosts { name }
+  sources { number title url excerpt origin }
+  outline { title hook segments { title goal keyPoints sources wordBudget } }
+  script { intro { speaker text citations } segments { index title turns { speaker text citations } } outro { speaker text citations } }
+  chapters { title startSeconds }
+} }";
+
+async fn generate(app: &TestApp, user: &TestUser, input: Value) -> String {
+    let v = app
+        .gql(
+            "mutation($i: GeneratePodcastInput!) { generatePodcast(input: $i) { id } }",
+            json!({"i": input}),
+            Some(&user.token),
+        )
+        .await;
+    v["data"]["generatePodcast"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned()
+}
+
+async fn episode(app: &TestApp, user: &TestUser, id: &str) -> Value {
+    app.gql(EPISODE, json!({"id": id}), Some(&user.token)).await["data"]["podcast"].clone()
+}
+
+fn all_turns(p: &Value) -> Vec<Value> {
+    let s = &p["script"];
+    let mut turns: Vec<Value> = s["intro"].as_array().unwrap().clone();
+    for seg in s["segments"].as_array().unwrap() {
+        turns.extend(seg["turns"].as_array().unwrap().iter().cloned());
+    }
+    turns.extend(s["outro"].as_array().unwrap().iter().cloned());
+    turns
+}
+
+/// The episode is present and consistent: speakers are the hosts, text is
+/// plain speech, every citation names a source listed in the show notes,
+/// and each segment lands within 15% of its word budget.
+fn assert_consistent(p: &Value) {
+    assert_eq!(p["status"], "COMPLETED", "{p}");
+    let hosts: Vec<&str> = p["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    let numbers: Vec<i64> = p["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=numbers.len() as i64).collect::<Vec<_>>(),
+        "sources numbered from 1"
+    );
+    let notes = p["showNotes"].as_str().unwrap();
+    let turns = all_turns(p);
+    assert!(!turns.is_empty());
+    let mut cited = 0;
+    for t in &turns {
+        let speaker = t["speaker"].as_str().unwrap();
+        assert!(hosts.contains(&speaker), "speaker {speaker} is not a host {hosts:?}");
+        let text = t["text"].as_str().unwrap();
+        assert!(
+            !text.is_empty() && !text.contains('<') && !text.contains('[') && !text.starts_with(&format!("{speaker}:")),
+            "{text}"
+        );
+        for c in t["citations"].as_array().unwrap() {
+            let n = c.as_i64().unwrap();
+            assert!(numbers.contains(&n), "citation {n} names no source");
+            assert!(
+                notes.contains(&format!("\n{n}. ")),
+                "citation {n} is not in the show notes"
+            );
+            cited += 1;
+        }
+    }
+    if !numbers.is_empty() {
+        assert!(cited > 0, "turns cite their sources");
+    }
+    let outline = p["outline"]["segments"].as_array().unwrap();
+    let segments = p["script"]["segments"].as_array().unwrap();
+    assert_eq!(outline.len(), segments.len());
+    assert!((3..=8).contains(&segments.len()));
+    for (plan, seg) in outline.iter().zip(segments) {
+        let budget = plan["wordBudget"].as_f64().unwrap();
+        let words: usize = seg["turns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| count_words(t["text"].as_str().unwrap()))
+            .sum();
+        let ratio = words as f64 / budget;
+        assert!(
+            (0.85..=1.15).contains(&ratio),
+            "segment {} has {words} words for a budget of {budget}",
+            seg["title"]
+        );
+        for n in plan["sources"].as_array().unwrap() {
+            assert!(numbers.contains(&n.as_i64().unwrap()));
+        }
+    }
+    let words: usize = turns.iter().map(|t| count_words(t["text"].as_str().unwrap())).sum();
+    assert_eq!(p["wordCount"].as_u64().unwrap() as usize, words);
+    assert!(p["estimatedDuration"].as_i64().unwrap() > 0);
+    let ratio = p["estimatedDuration"].as_f64().unwrap() / p["targetDuration"].as_f64().unwrap();
+    assert!((0.85..=1.15).contains(&ratio), "length {ratio:.2} of the target");
+    assert!(!p["title"].as_str().unwrap().is_empty() && !p["description"].as_str().unwrap().is_empty());
+    assert!(p["tags"].as_array().unwrap().len() >= 3);
+    assert!(p["chapters"].as_array().unwrap().len() == segments.len() + 2);
+    for stage in ["research", "outline", "script", "assembly"] {
+        assert!(p["usage"][stage].is_object(), "usage of {stage}: {}", p["usage"]);
+    }
+    assert!(p["usage"]["script"]["calls"].as_u64().unwrap() >= segments.len() as u64);
+}
+
+#[tokio::test]
+async fn every_format_with_one_to_four_hosts_produces_a_consistent_episode() {
+    let mock = MockProvider::start().await.unwrap();
+    let app = app(&mock, true).await;
+    let user = app.user().await;
+    let article = corpus("rfc6455-websocket-en.txt")
+        .chars()
+        .take(6_000)
+        .collect::<String>();
+    let cases = [
+        ("DEEP_DIVE", vec!["Ada", "Grace"], 6),
+        ("BRIEF", vec!["Ada"], 2),
+        ("INTERVIEW", vec!["Ada", "Grace", "Linus"], 5),
+        ("DEBATE", vec!["Ada", "Grace"], 4),
+        ("MONOLOGUE", vec!["Ada"], 3),
+        ("NARRATIVE", vec!["Ada", "Grace", "Linus", "Barbara"], 8),
+    ];
+    let mut ids = Vec::new();
+    for (format, hosts, minutes) in &cases {
+        let hosts: Vec<Value> = hosts.iter().map(|h| json!({"name": h})).collect();
+        ids.push(
+            generate(
+                &app,
+                &user,
+                json!({"topic": "How the WebSocket protocol works", "format": format, "hosts": hosts, "targetMinutes": minutes,
+                       "sources": [{"title": "RFC 6455", "text": article}]}),
+            )
+            .await,
+        );
+    }
+    for (id, (format, hosts, _)) in ids.iter().zip(&cases) {
+        wait_for(&app, &user, id, &["COMPLETED", "FAILED"]).await;
+        let p = episode(&app, &user, id).await;
+        assert_consistent(&p);
+        let speakers: std::collections::HashSet<String> = all_turns(&p)
+            .iter()
+            .map(|t| t["speaker"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(speakers.len(), hosts.len(), "{format}: every host speaks");
+        // The user's source first, then the research provider's three.
+        assert_eq!(p["sources"][0]["origin"], "user");
+        assert_eq!(p["sources"].as_array().unwrap().len(), 4);
+        assert!(
+            p["sources"][1]["url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://research.example/")
+        );
+        // The outline and every segment were published as artifacts.
+        let artifacts = events(&app, id).await.into_iter().filter(|e| e.1 == "artifact").count();
+        assert!(artifacts >= 2 + p["script"]["segments"].as_array().unwrap().len());
+    }
+    // Prompts carried the settings.
+    let calls = mock.calls();
+    assert!(calls.iter().any(|c| c.prompt.contains("Format: debate")));
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.schema.as_deref() == Some("podcast_segment"))
+            .all(|c| c.prompt.contains("Word budget:"))
+    );
+}
+
+#[tokio::test]
+async fn corpus_documents_are_reduced_chunked_and_kept_in_their_language() {
+    let mock = MockProvider::start().await.unwrap();
+    let mozilla = mock.serve_file(
+        "mozilla.html",
+        "text/html; charset=utf-8",
+        corpus("mozilla-wikipedia-page-en.html").into_bytes(),
+    );
+    let unicode = mock.serve_file(
+        "unicode.html",
+        "text/html",
+        corpus("python-unicode-howto-en.html").into_bytes(),
+    );
+    let app = app(&mock, false).await;
+    let user = app.user().await;
+    let franklin = corpus("franklin-autobiography-en.txt");
+    let id = generate(
+        &app,
+        &user,
+        json!({"topic": "Mozilla, Unicode and Benjamin Franklin's printing shop", "targetMinutes": 6,
+               "sources": [{"url": mozilla}, {"url": unicode}, {"title": "Autobiography of Benjamin Franklin", "text": franklin}]}),
+    )
+    .await;
+    wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await;
+    let p = episode(&app, &user, &id).await;
+    assert_consistent(&p);
+    let sources = p["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 3);
+    assert!(
+        sources[0]["title"].as_str().unwrap().contains("Mozilla"),
+        "{}",
+        sources[0]
+    );
+    assert!(sources[0]["excerpt"].as_str().unwrap().contains("Mozilla"));
+    for noise in ["Jump to", "Navigation menu", "Privacy policy", "function(", "var "] {
+        assert!(!sources[0]["excerpt"].as_str().unwrap().contains(noise), "{noise}");
+    }
+    assert!(
+        sources[1]["excerpt"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("unicode")
+    );
+    // The 459k-character book was chunked: no prompt carries more than a slice of it.
+    for c in mock.calls() {
+        assert!(
+            c.prompt.len() < 120_000,
+            "a {} prompt of {} bytes",
+            c.schema.unwrap_or_default(),
+            c.prompt.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_chinese_source_gives_a_chinese_episode() {
+    let mock = MockProvider::start().await.unwrap();
+    let cat = mock.serve_file(
+        "cat-zh.html",
+        "text/html; charset=utf-8",
+        corpus("cat-zh.html").into_bytes(),
+    );
+    let app = app(&mock, false).await;
+    let user = app.user().await;
+    let id = generate(
+        &app,
+        &user,
+        json!({"topic": "猫", "language": "zh-Hans", "targetMinutes": 3, "sources": [{"url": cat}]}),
+    )
+    .await;
+    wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await;
+    let p = episode(&app, &user, &id).await;
+    assert_consistent(&p);
+    assert_eq!(p["language"], "zh-Hans");
+    let text: String = p["script"]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["turns"].as_array().unwrap().iter())
+        .map(|t| t["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(podforge::pipeline::text::detect_language(&text), Some("cmn"));
+    assert!(
+        mock.calls()
+            .iter()
+            .any(|c| c.prompt.contains("Chinese (Simplified characters)"))
+    );
+    let warnings: Vec<_> = events(&app, &id)
+        .await
+        .into_iter()
+        .filter(|e| e.1 == "warning")
+        .collect();
+    assert!(warnings.is_empty(), "no language warning: {warnings:?}");
+}
+
+async fn run_with(fault: Fault, target: Target, times: u32) -> (MockProvider, TestApp, TestUser, String, Value) {
+    let mock = MockProvider::start().await.unwrap();
+    mock.fault(target, fault, times);
+    let app = app(&mock, true).await;
+    let user = app.user().await;
+    let id = generate(&app, &user, json!({"topic": "Tides and the moon", "targetMinutes": 3,
+        "sources": [{"title": "Tides", "text": "Tides are caused by the gravity of the moon and the sun. The moon's pull raises two bulges of water on opposite sides of the earth. Spring tides happen when the sun and moon align. Neap tides happen when they are at right angles."}]})).await;
+    wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await;
+    let p = episode(&app, &user, &id).await;
+    (mock, app, user, id, p)
+}
+
+fn faults_seen(mock: &MockProvider) -> usize {
+    mock.calls().iter().filter(|c| c.fault.is_some()).count()
+}
+
+#[tokio::test]
+async fn transient_faults_are_retried_and_shown_as_retrying_events() {
+    for (fault, target) in [
+        (Fault::RateLimited(1), Target::Schema("podcast_outline")),
+        (Fault::ServerError, Target::Schema("podcast_segment")),
+        (Fault::Stall(Duration::from_secs(2)), Target::Schema("podcast_assembly")),
+        (Fault::TruncatedBody, Target::Schema("podcast_outline")),
+        (Fault::NoFinishReason, Target::Schema("podcast_segment")),
+        (Fault::ServerError, Target::Research),
+    ] {
+        let (mock, app, _user, id, p) = run_with(fault.clone(), target, 1).await;
+        assert_consistent(&p);
+        assert_eq!(faults_seen(&mock), 1, "{fault:?}");
+        let retrying = events(&app, &id)
+            .await
+            .into_iter()
+            .filter(|e| e.1 == "retrying")
+            .count();
+        assert_eq!(retrying, 1, "{fault:?}: one RETRYING event");
+    }
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let started = std::time::Instant::now();
+    let (mock, app, _user, id, p) = run_with(Fault::RateLimited(2), Target::Schema("podcast_outline"), 1).await;
+    assert_consistent(&p);
+    // The RETRYING event carries the provider's delay, not our 20 ms backoff.
+    let mut conn = app.app.pool.get().await.unwrap();
+    let stored = podforge::progress::after(&mut conn, id.parse().unwrap(), 0, 1000)
+        .await
+        .unwrap();
+    let retry = stored.iter().find(|e| e.kind == "retrying").unwrap();
+    assert_eq!(retry.data.as_ref().unwrap()["delayMs"], 2000);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(faults_seen(&mock), 1);
+}
+
+#[tokio::test]
+async fn wrapped_output_is_unwrapped_and_bad_output_is_repaired_once() {
+    for fault in [Fault::Fenced, Fault::ThinkBlock] {
+        let (mock, _app, _user, _id, p) = run_with(fault.clone(), Target::Schema("podcast_segment"), 1).await;
+        assert_consistent(&p);
+        let segments = p["script"]["segments"].as_array().unwrap().len();
+        let calls = mock
+            .calls()
+            .iter()
+            .filter(|c| c.schema.as_deref() == Some("podcast_segment"))
+            .count();
+        assert_eq!(calls, segments, "{fault:?}: no repair call needed");
+    }
+    for fault in [Fault::Malformed, Fault::WrongSpeaker] {
+        let (mock, _app, _user, _id, p) = run_with(fault.clone(), Target::Schema("podcast_segment"), 1).await;
+        assert_consistent(&p);
+        let segments = p["script"]["segments"].as_array().unwrap().len();
+        let calls = mock
+            .calls()
+            .iter()
+            .filter(|c| c.schema.as_deref() == Some("podcast_segment"))
+            .count();
+        assert_eq!(calls, segments + 1, "{fault:?}: exactly one repair call");
+        let repairs = mock
+            .calls()
+            .into_iter()
+            .filter(|c| c.prompt.contains("That answer cannot be used"))
+            .count();
+        assert_eq!(repairs, 1, "{fault:?}");
+    }
+}
+
+#[tokio::test]
+async fn output_that_stays_invalid_fails_the_stage_and_keeps_earlier_checkpoints() {
+    let (_mock, app, user, id, p) = run_with(Fault::Malformed, Target::Schema("podcast_outline"), 4).await;
+    assert_eq!(p["status"], "FAILED");
+    assert_eq!(p["error"]["code"], "SCRIPT_INVALID");
+    assert!(p["outline"].is_null(), "no half-written outline");
+    assert_eq!(p["sources"].as_array().unwrap().len(), 4, "research is kept");
+    let k: Vec<String> = events(&app, &id).await.into_iter().map(|e| e.1).collect();
+    assert_eq!(k.last().unwrap(), "failed");
+    // Retrying resumes at the outline (the fault is spent after two attempts).
+    let r = app
+        .gql(
+            "mutation($id: ID!) { retryGeneration(id: $id) { status } }",
+            json!({"id": id}),
+            Some(&user.token),
+        )
+        .await;
+    assert_eq!(r["data"]["retryGeneration"]["status"], "QUEUED");
+    wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await;
+    let p = episode(&app, &user, &id).await;
+    if p["status"] == "FAILED" {
+        // Two of the four faults remained: one more retry clears them.
+        app.gql(
+            "mutation($id: ID!) { retryGeneration(id: $id) { status } }",
+            json!({"id": id}),
+            Some(&user.token),
+        )
+        .await;
+        wait_for(&app, &user, &id, &["COMPLETED"]).await;
+    }
+    assert_consistent(&episode(&app, &user, &id).await);
+}
+
+#[tokio::test]
+async fn fatal_provider_errors_fail_fast_with_their_code() {
+    for (fault, code) in [
+        (Fault::Unauthorized, "PROVIDER_UNAUTHORIZED"),
+        (Fault::QuotaExhausted, "PROVIDER_QUOTA_EXHAUSTED"),
+        (Fault::ContentFilter, "CONTENT_FILTERED"),
+    ] {
+        let (mock, app, _user, id, p) = run_with(fault.clone(), Target::Schema("podcast_outline"), 1).await;
+        assert_eq!(p["status"], "FAILED", "{fault:?}");
+        assert_eq!(p["error"]["code"], code);
+        assert_eq!(p["error"]["retryable"], false);
+        assert_eq!(
+            mock.calls()
+                .iter()
+                .filter(|c| c.schema.as_deref() == Some("podcast_outline"))
+                .count(),
+            1,
+            "no retry"
+        );
+        assert!(events(&app, &id).await.iter().all(|e| e.1 != "retrying"));
+    }
+}
+
+#[tokio::test]
+async fn a_context_length_error_shrinks_the_prompt_and_never_resends_it() {
+    let (mock, _app, _user, _id, p) = run_with(Fault::ContextLength, Target::Schema("podcast_outline"), 1).await;
+    assert_consistent(&p);
+    let outline_calls: Vec<_> = mock
+        .calls()
+        .into_iter()
+        .filter(|c| c.schema.as_deref() == Some("podcast_outline"))
+        .collect();
+    assert_eq!(outline_calls.len(), 2);
+    assert_ne!(
+        outline_calls[0].prompt, outline_calls[1].prompt,
+        "the same request was resent"
+    );
+
+    let (_mock, _app, _user, _id, p) = run_with(Fault::ContextLength, Target::Schema("podcast_outline"), 50).await;
+    assert_eq!(p["status"], "FAILED");
+    assert_eq!(p["error"]["code"], "SOURCE_TOO_LONG");
+}
+
+#[tokio::test]
+async fn persistent_outages_end_failed_and_retryable() {
+    let (mock, app, _user, id, p) = run_with(Fault::ServerError, Target::Schema("podcast_outline"), 100).await;
+    assert_eq!(p["status"], "FAILED");
+    assert_eq!(p["error"]["code"], "PROVIDER_UNAVAILABLE");
+    assert_eq!(p["error"]["retryable"], true);
+    // Two job attempts of 1 + 3 calls each.
+    assert_eq!(
+        mock.calls()
+            .iter()
+            .filter(|c| c.schema.as_deref() == Some("podcast_outline"))
+            .count(),
+        8
+    );
+    let retrying = events(&app, &id)
+        .await
+        .into_iter()
+        .filter(|e| e.1 == "retrying")
+        .count();
+    assert_eq!(retrying, 7, "six call retries and one job retry");
+}
+
+#[tokio::test]
+async fn unknown_citations_are_dropped_with_a_warning_and_markup_is_cleaned() {
+    let (_mock, app, _user, id, p) = run_with(Fault::UnknownCitation, Target::Schema("podcast_segment"), 1).await;
+    assert_consistent(&p);
+    let mut conn = app.app.pool.get().await.unwrap();
+    let stored = podforge::progress::after(&mut conn, id.parse().unwrap(), 0, 1000)
+        .await
+        .unwrap();
+    let warning = stored.iter().find(|e| e.kind == "warning").expect("a WARNING event");
+    assert_eq!(warning.data.as_ref().unwrap()["code"], "UNKNOWN_CITATION");
+
+    let (_mock, _app, _user, _id, p) = run_with(Fault::Markup, Target::Schema("podcast_segment"), 1).await;
+    assert_consistent(&p);
+}
+
+#[tokio::test]
+async fn a_wrong_language_is_retried_then_reported() {
+    let mock = MockProvider::start().await.unwrap();
+    mock.fault(Target::Schema("podcast_segment"), Fault::WrongLanguage, 2);
+    // One segment at a time, so the two faults hit the first segment's call and its retry.
+    let app = app_with(&mock, false, |c| c.providers.script_concurrency = 1).await;
+    let user = app.user().await;
+    let cat = podforge::sources::extract_html(&corpus("cat-zh.html"), None)
+        .unwrap()
+        .text;
+    let id = generate(&app, &user, json!({"topic": "猫", "language": "zh", "targetMinutes": 3, "sources": [{"title": "猫", "text": cat.chars().take(20_000).collect::<String>()}]})).await;
+    wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await;
+    let mut conn = app.app.pool.get().await.unwrap();
+    let stored = podforge::progress::after(&mut conn, id.parse().unwrap(), 0, 1000)
+        .await
+        .unwrap();
+    let warnings: Vec<_> = stored.iter().filter(|e| e.kind == "warning").collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].data.as_ref().unwrap()["code"], "LANGUAGE_MISMATCH");
+    assert!(
+        mock.calls()
+            .iter()
+            .any(|c| c.prompt.contains("Reminder: write every turn in Chinese"))
+    );
+}
+
+#[tokio::test]
+async fn search_results_are_read_when_citations_are_absent() {
+    let (_mock, _app, _user, _id, p) = run_with(Fault::SearchResults, Target::Research, 1).await;
+    assert_consistent(&p);
+    let titles: Vec<&str> = p["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["title"].as_str().unwrap())
+        .collect();
+    assert!(titles[1].starts_with("Study 1 on"), "{titles:?}");
+    assert!(!p["sources"][1]["excerpt"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_unless_allowed() {
+    let mock = MockProvider::start().await.unwrap();
+    let page = mock.serve_file(
+        "page.html",
+        "text/html",
+        b"<html><head><title>T</title></head><body><p>Some text here for the test.</p></body></html>".to_vec(),
+    );
+    let openai = mock.openai_url();
+    let app = TestApp::with_workers(move |c| {
+        c.providers.llm = LlmChoice::OpenAi;
+        c.providers.openai_base_url = openai;
+        c.providers.allow_private_urls = false;
+    })
+    .await;
+    let user = app.user().await;
+    let id = generate(
+        &app,
+        &user,
+        json!({"topic": "A private page", "sources": [{"url": page}]}),
+    )
+    .await;
+    let p = wait_for(&app, &user, &id, &["FAILED", "COMPLETED"]).await;
+    assert_eq!(p["status"], "FAILED");
+    assert_eq!(p["error"]["code"], "SOURCE_FORBIDDEN");
+}

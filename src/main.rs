@@ -64,7 +64,7 @@ enum Command {
         #[arg(long, env = "PODFORGE_LOCAL_EMAIL", default_value = "local@podforge.dev")]
         email: String,
         /// That user's password, used when creating it.
-        #[arg(long, env = "PODFORGE_LOCAL_PASSWORD", default_value = "podforge local demo")]
+        #[arg(long, env = "PODFORGE_LOCAL_PASSWORD", default_value = "offline episodes demo")]
         password: String,
     },
     /// Manage the embedded local model.

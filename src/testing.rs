@@ -425,6 +425,7 @@ pub struct ScriptedStage {
 pub fn scripted_pipeline(control: Arc<StageControl>) -> crate::pipeline::Pipeline {
     crate::pipeline::Pipeline {
         llm: None,
+        unavailable: None,
         stages: crate::pipeline::StageKind::ALL
             .iter()
             .map(|k| {

@@ -157,6 +157,9 @@ impl Display {
 /// Errors: bad arguments (BAD_USER_INPUT messages), a failed generation
 /// (its code and message), or a cancelled one.
 pub async fn run(app: Arc<App>, args: GenerateArgs) -> anyhow::Result<PathBuf> {
+    if let Some((code, message)) = &app.pipeline.unavailable {
+        bail!("{code}: {message}");
+    }
     let viewer = local_viewer(&app, &args.email, &args.password).await?;
     let request = generation::GenerationRequest {
         topic: args.topic.clone(),

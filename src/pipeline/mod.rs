@@ -262,6 +262,8 @@ pub struct Pipeline {
     pub stages: Vec<Arc<dyn Stage>>,
     /// The language model the stages use, if any (for names and live stats).
     pub llm: Option<Arc<dyn crate::providers::LanguageModel>>,
+    /// Why generations cannot run (`(code, message)`), when no model is usable.
+    pub unavailable: Option<(&'static str, String)>,
 }
 
 impl Pipeline {
@@ -295,6 +297,7 @@ impl Pipeline {
                 .map(|k| Arc::new(Unconfigured(*k, code, message.clone())) as Arc<dyn Stage>)
                 .collect(),
             llm: None,
+            unavailable: Some((code, message)),
         }
     }
 }

@@ -65,8 +65,10 @@ pub fn outline(sources: &[u32], min_segments: usize, max_segments: usize) -> Jso
     }
 }
 
-/// One segment's turns: `min_turns` to `max_turns` turns by the hosts, citing `sources`.
-pub fn segment(hosts: &[String], sources: &[u32], min_turns: usize, max_turns: usize) -> JsonSchema {
+/// One segment's turns, `(min turns, max turns, max characters per turn)`,
+/// by the hosts, citing `sources`.
+pub fn segment(hosts: &[String], sources: &[u32], bounds: (usize, usize, usize)) -> JsonSchema {
+    let (min_turns, max_turns, max_chars) = bounds;
     JsonSchema {
         name: "podcast_segment".into(),
         schema: json!({
@@ -74,14 +76,15 @@ pub fn segment(hosts: &[String], sources: &[u32], min_turns: usize, max_turns: u
             "additionalProperties": false,
             "required": ["turns"],
             "properties": {
-                "turns": {"type": "array", "minItems": min_turns, "maxItems": max_turns, "items": turn(hosts, sources, 1200)}
+                "turns": {"type": "array", "minItems": min_turns, "maxItems": max_turns, "items": turn(hosts, sources, max_chars)}
             }
         }),
     }
 }
 
-/// Intro, outro and listing metadata.
-pub fn assembly(hosts: &[String], sources: &[u32], framing_turns: usize) -> JsonSchema {
+/// Intro, outro and listing metadata; each of intro and outro has at most
+/// `framing_turns` turns of at most `turn_chars` characters.
+pub fn assembly(hosts: &[String], sources: &[u32], framing_turns: usize, turn_chars: usize) -> JsonSchema {
     JsonSchema {
         name: "podcast_assembly".into(),
         schema: json!({
@@ -92,8 +95,8 @@ pub fn assembly(hosts: &[String], sources: &[u32], framing_turns: usize) -> Json
                 "title": string(80),
                 "description": string(600),
                 "tags": {"type": "array", "minItems": 3, "maxItems": 6, "items": string(30)},
-                "intro": {"type": "array", "minItems": 1, "maxItems": framing_turns.max(1), "items": turn(hosts, sources, 600)},
-                "outro": {"type": "array", "minItems": 1, "maxItems": framing_turns.max(1), "items": turn(hosts, sources, 600)},
+                "intro": {"type": "array", "minItems": 1, "maxItems": framing_turns.max(1), "items": turn(hosts, sources, turn_chars)},
+                "outro": {"type": "array", "minItems": 1, "maxItems": framing_turns.max(1), "items": turn(hosts, sources, turn_chars)},
             }
         }),
     }

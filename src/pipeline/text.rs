@@ -115,9 +115,11 @@ pub fn clean_turn_text(text: &str, hosts: &[String]) -> (String, Vec<u32>) {
     if let Some(re) = TAGS.as_ref() {
         t = re.replace_all(&t, "").into_owned();
     }
-    // Markdown leftovers and whitespace.
+    // Markdown and structure leftovers (a small model leaks JSON and table
+    // syntax into prose), then whitespace.
     let t: String = t
         .replace(['*', '#', '`'], "")
+        .replace(['{', '}', '[', ']', '|', '<', '>', '\\'], " ")
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
@@ -197,6 +199,8 @@ mod tests {
             &hosts,
         );
         assert_eq!(t, "Cats purr at 25 Hz. Really true.");
+        let (t, _) = clean_turn_text("Sharing works | Open licences}]}] {", &hosts);
+        assert_eq!(t, "Sharing works Open licences");
         assert_eq!(c, vec![2, 1, 3]);
         assert!(!has_markup(&t, &hosts));
         assert!(has_markup("Grace: hello", &hosts));

@@ -119,7 +119,10 @@ impl Stage for AssemblyStage {
             prompts::render(prompts::ASSEMBLY, context).map_err(|e| StageError::fatal("INTERNAL", e.to_string()))?;
         let meter = UsageMeter::default();
         let observer = StageObserver::new(ctx, "assembly");
-        let framing_turns = ((outline.framing_word_budget / 40) as usize).clamp(2, 8);
+        // Intro and outro each get half the framing budget: about one turn per
+        // 45 words, each about as long as its share allows.
+        let framing_turns = ((intro_budget / 45) as usize + 1).clamp(1, 4);
+        let turn_chars = ((intro_budget as usize / framing_turns) * 7).clamp(120, 600);
         let names = host_names.clone();
         let research_ref = &research;
         let check = move |f: &Framing| -> Result<(), String> {
@@ -140,7 +143,7 @@ impl Stage for AssemblyStage {
             llm.as_ref(),
             &observer,
             &meter,
-            schemas::assembly(&host_names, &numbers, framing_turns),
+            schemas::assembly(&host_names, &numbers, framing_turns, turn_chars),
             messages,
             max_tokens,
             &check,

@@ -36,6 +36,7 @@ impl Pipeline {
         let p = Arc::new(providers);
         Self {
             llm,
+            unavailable: None,
             stages: vec![
                 Arc::new(research::ResearchStage(p.clone())) as Arc<dyn Stage>,
                 Arc::new(outline::OutlineStage(p.clone())),

@@ -129,7 +129,7 @@ impl Stage for OutlineStage {
                     llm.as_ref(),
                     &observer,
                     &meter,
-                    schemas::outline(&numbers, SEGMENTS.0, SEGMENTS.1),
+                    schemas::outline(&numbers, SEGMENTS.0, (suggested_segments(minutes) + 1).min(SEGMENTS.1)),
                     messages,
                     MAX_TOKENS,
                     &check,

@@ -31,9 +31,20 @@ struct Written {
     turns: Vec<Turn>,
 }
 
-/// Turns to ask for: about one per 45 words, 3 to 16.
+/// Turns to ask for: about one per 45 words, 2 to 16.
 pub fn turns_hint(word_budget: u32) -> usize {
-    (word_budget / WORDS_PER_TURN).clamp(3, 16) as usize
+    (word_budget / WORDS_PER_TURN).clamp(2, 16) as usize
+}
+
+/// Bounds on turns for a segment: `(min, max, max characters per turn)`.
+/// They keep a model that ignores the word budget (the small local one) close
+/// to it: a few turns either side of the hint, each about the length the
+/// budget allows (about 6 characters a word, with some slack).
+pub fn turn_bounds(word_budget: u32, hosts: usize) -> (usize, usize, usize) {
+    let hint = turns_hint(word_budget);
+    let min = if hosts > 1 { hint.saturating_sub(1).max(2) } else { hint.saturating_sub(1).max(1) };
+    let per_turn = (word_budget as usize / hint) * 7;
+    (min, hint + 1, per_turn.clamp(160, 1200))
 }
 
 /// Cleans and checks turns: speakers must be hosts, text must be speech.
@@ -152,7 +163,7 @@ impl SegmentJob<'_> {
                     llm.as_ref(),
                     &observer,
                     self.meter,
-                    schemas::segment(&host_names, &numbers, (hint / 2).max(2), hint * 2),
+                    schemas::segment(&host_names, &numbers, turn_bounds(seg.word_budget, host_names.len())),
                     messages,
                     max_tokens,
                     &check,

@@ -17,6 +17,10 @@ if [ ! -d tests/clients/node_modules ] || [ tests/clients/package-lock.json -nt 
   npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 fi
 
+# The embedded model for tests/it/local.rs (kept in the data directory, so
+# later runs only verify its checksum).
+cargo run --quiet --locked -- model fetch
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@"
 else

@@ -10,6 +10,7 @@ mod guards;
 mod http;
 mod jobs;
 mod library;
+mod local;
 mod pipeline;
 mod process;
 mod schema;

@@ -201,3 +201,115 @@ async fn scripted_session_against_podforge_serve() {
     // SIGTERM: graceful exit.
     assert!(server.terminate().success());
 }
+
+/// SIGKILL during a generation, then a restart: the generation completes,
+/// and a subscriber that reconnects with its last seq gets every event once.
+#[tokio::test]
+async fn a_generation_survives_sigkill_of_the_server() {
+    use crate::wsclient::WsClient;
+    use podforge::providers::mock::MockProvider;
+
+    let mock = MockProvider::start().await.unwrap();
+    mock.set_latency(std::time::Duration::from_millis(400));
+    let db = TestDb::new().await.unwrap();
+    let openai = mock.openai_url();
+    let env: Vec<(&str, &str)> = vec![
+        ("PODFORGE_LLM", "openai"),
+        ("OPENAI_BASE_URL", &openai),
+        ("PODFORGE_JOB_LEASE_SECS", "2"),
+        ("PODFORGE_JOB_POLL_MS", "200"),
+        ("PODFORGE_SCRIPT_CONCURRENCY", "1"),
+    ];
+    let mut server = Server::start(&db, &env).await;
+    let reg = server
+        .gql("mutation { register(input: {email: \"operator@example.com\", password: \"survives a kill -9\"}) { accessToken } }", json!({}), None)
+        .await;
+    let token = reg["data"]["register"]["accessToken"].as_str().unwrap().to_owned();
+    let created = server
+        .gql(
+            "mutation { generatePodcast(input: {topic: \"Tides\", targetMinutes: 6, sources: [{title: \"Tides\", text: \"Tides are caused by the moon. The sun matters too. Spring tides are higher.\"}]}) { id } }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    let id = created["data"]["generatePodcast"]["id"].as_str().unwrap().to_owned();
+    let ws_url = server.base.replace("http://", "ws://") + "/graphql/ws";
+    let subscribe = |after: Option<i64>| {
+        json!({"id": "p", "type": "subscribe", "payload": {
+            "query": "subscription($id: ID!, $after: Int) { generationProgress(podcastId: $id, afterSeq: $after) { seq kind stage } }",
+            "variables": {"id": id, "after": after}}})
+    };
+    let mut ws = WsClient::connect(&ws_url, "graphql-transport-ws").await;
+    ws.init(&token).await;
+    ws.send(subscribe(None)).await;
+    // Follow until the script stage is under way, then kill the server.
+    let mut seen: Vec<i64> = Vec::new();
+    loop {
+        let m = ws.next().await;
+        assert_eq!(m["type"], "next", "{m}");
+        let e = &m["payload"]["data"]["generationProgress"];
+        seen.push(e["seq"].as_i64().unwrap());
+        if e["kind"] == "ARTIFACT" && e["stage"] == "script" {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-KILL", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = server.child.wait();
+    let _ = ws.closed().await;
+
+    // A new process on another port; the old lease expires and it resumes.
+    let server = Server::start(&db, &env).await;
+    let ws_url = server.base.replace("http://", "ws://") + "/graphql/ws";
+    let mut ws = WsClient::connect(&ws_url, "graphql-transport-ws").await;
+    ws.init(&token).await;
+    ws.send(subscribe(seen.last().copied())).await;
+    loop {
+        let m = ws.next().await;
+        if m["type"] == "complete" {
+            break;
+        }
+        assert_eq!(m["type"], "next", "{m}");
+        seen.push(m["payload"]["data"]["generationProgress"]["seq"].as_i64().unwrap());
+    }
+    let p = server
+        .gql(
+            "query($id: ID!) { podcast(id: $id) { status script { segments { index } } } }",
+            json!({"id": id}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(p["data"]["podcast"]["status"], "COMPLETED", "{p}");
+    // Every stored event exactly once, in order; one checkpoint per stage.
+    let mut conn = podforge::db::DbTarget::parse(&db.url, None, std::time::Duration::from_secs(5))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let stored: Vec<i64> = podforge::progress::after(&mut conn, id.parse().unwrap(), 0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| i64::from(e.seq))
+        .collect();
+    assert_eq!(seen, stored);
+    let stages: i64 = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM podcast_stages WHERE podcast_id = '{id}'"
+        ))
+        .into_boxed::<diesel::pg::Pg>(),
+        &mut conn,
+    )
+    .await
+    .map(|r: Count| r.n)
+    .unwrap();
+    assert_eq!(stages, 4);
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}

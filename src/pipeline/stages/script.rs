@@ -42,7 +42,11 @@ pub fn turns_hint(word_budget: u32) -> usize {
 /// budget allows (about 6 characters a word, with some slack).
 pub fn turn_bounds(word_budget: u32, hosts: usize) -> (usize, usize, usize) {
     let hint = turns_hint(word_budget);
-    let min = if hosts > 1 { hint.saturating_sub(1).max(2) } else { hint.saturating_sub(1).max(1) };
+    let min = if hosts > 1 {
+        hint.saturating_sub(1).max(2)
+    } else {
+        hint.saturating_sub(1).max(1)
+    };
     let per_turn = (word_budget as usize / hint) * 7;
     (min, hint + 1, per_turn.clamp(160, 1200))
 }

@@ -1,0 +1,160 @@
+//! The embedded model doing the main job offline: `podforge generate` on a
+//! real document (the example shipped in the repository), written by the
+//! local model, visible in the library over GraphQL. `scripts/test.sh`
+//! fetches the model first (`podforge model fetch`).
+
+use std::process::Command;
+
+use podforge::pipeline::episode::{Assembly, Outline, Research, Script};
+use podforge::testing::{TestApp, TestDb, test_config};
+use serde_json::{Value, json};
+
+fn model_path() -> std::path::PathBuf {
+    let path = std::env::var_os("PODFORGE_MODEL_PATH")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| podforge::providers::local_llm::default_model_path(&podforge::config::default_data_dir()));
+    assert!(
+        path.exists(),
+        "the local model is missing at {}: run `podforge model fetch` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn generate(db_url: &str, out: &std::path::Path, model: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_podforge"))
+        .args([
+            "generate",
+            "--topic",
+            "What Creative Commons does",
+            "--minutes",
+            "1",
+            "--hosts",
+            "Ada,Grace",
+        ])
+        .args([
+            "--source",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/creativecommons-about-en.html"),
+        ])
+        .arg("--out")
+        .arg(out)
+        .env("DATABASE_URL", db_url)
+        .env("PODFORGE_LLM", "local")
+        .env("PODFORGE_MODEL_PATH", model)
+        .env("PODFORGE_ARGON2_MEMORY_KIB", "1024")
+        .env("PODFORGE_ARGON2_ITERATIONS", "1")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn generate_writes_an_episode_by_the_local_model_that_the_library_shows() {
+    let model = model_path();
+    let db = TestDb::new().await.unwrap();
+    let out = std::env::temp_dir().join(format!("podforge-{}", db.name));
+    let run = tokio::task::spawn_blocking({
+        let (db_url, out, model) = (db.url.clone(), out.clone(), model.clone());
+        move || generate(&db_url, &out, &model)
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "generate failed: {stderr}");
+    // Plain progress lines (not a terminal): stage, percent, elapsed, tokens/s.
+    assert!(stderr.contains("% outline:") && stderr.contains("tokens/s"), "{stderr}");
+
+    // episode.json: every stage's output is there and valid.
+    let episode: Value = serde_json::from_str(&std::fs::read_to_string(out.join("episode.json")).unwrap()).unwrap();
+    let research = Research {
+        notes: None,
+        sources: serde_json::from_value(episode["sources"].clone()).unwrap(),
+    };
+    let outline: Outline = serde_json::from_value(episode["outline"].clone()).unwrap();
+    let script: Script = serde_json::from_value(json!({"segments": episode["script"]["segments"]})).unwrap();
+    assert_eq!(research.sources.len(), 1);
+    assert!(
+        research.sources[0].title.contains("Creative Commons"),
+        "{}",
+        research.sources[0].title
+    );
+    assert!((3..=8).contains(&outline.segments.len()));
+    assert_eq!(script.segments.len(), outline.segments.len());
+    let intro: Vec<podforge::pipeline::episode::Turn> =
+        serde_json::from_value(episode["script"]["intro"].clone()).unwrap();
+    let outro: Vec<podforge::pipeline::episode::Turn> =
+        serde_json::from_value(episode["script"]["outro"].clone()).unwrap();
+    let turns: Vec<_> = intro
+        .iter()
+        .chain(script.segments.iter().flat_map(|s| s.turns.iter()))
+        .chain(outro.iter())
+        .collect();
+    assert!(!turns.is_empty());
+    for t in &turns {
+        assert!(t.speaker == "Ada" || t.speaker == "Grace", "{}", t.speaker);
+        assert!(
+            !t.text.trim().is_empty()
+                && !podforge::pipeline::text::has_markup(&t.text, &["Ada".into(), "Grace".into()]),
+            "{}",
+            t.text
+        );
+        assert!(t.citations.iter().all(|n| research.has(*n)));
+    }
+    assert!(episode["wordCount"].as_i64().unwrap() > 0);
+    assert!(episode["model"].as_str().unwrap().contains("(local)"));
+    let notes = episode["showNotes"].as_str().unwrap();
+    assert!(notes.contains("## Sources") && notes.contains("1. "));
+    let _: Assembly = serde_json::from_value(json!({
+        "title": episode["title"], "description": episode["description"], "tags": episode["tags"],
+        "intro": episode["script"]["intro"], "outro": episode["script"]["outro"], "chapters": episode["chapters"],
+        "showNotes": episode["showNotes"], "wordCount": episode["wordCount"], "estimatedDurationSeconds": episode["estimatedDurationSeconds"],
+    }))
+    .unwrap();
+    let md = std::fs::read_to_string(out.join("script.md")).unwrap();
+    assert!(md.contains("**Ada:**") && md.contains("## Show notes"));
+
+    // The same episode through the GraphQL library of the local user.
+    let config = test_config(&db.url);
+    let app = TestApp::start(db, config).await;
+    let login = app
+        .gql("mutation { login(input: {email: \"local@podforge.dev\", password: \"offline episodes demo\"}) { accessToken } }", json!({}), None)
+        .await;
+    let token = login["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{login}"))
+        .to_owned();
+    let library = app
+        .gql(
+            "{ podcasts { totalCount edges { node { id title status wordCount sources { number } } } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    let node = &library["data"]["podcasts"]["edges"][0]["node"];
+    assert_eq!(library["data"]["podcasts"]["totalCount"], 1);
+    assert_eq!(node["status"], "COMPLETED");
+    assert_eq!(node["id"], episode["id"]);
+    assert_eq!(node["wordCount"], episode["wordCount"]);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test]
+async fn a_missing_model_fails_with_one_clear_line() {
+    let db = TestDb::new().await.unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_podforge"))
+        .args(["generate", "--topic", "Anything"])
+        .env("PODFORGE_LLM", "local")
+        .env("PODFORGE_MODEL_PATH", "/nonexistent/model.gguf")
+        .env("RUST_LOG", "off")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("MODEL_MISSING") && lines[0].contains("podforge model fetch"),
+        "{stderr}"
+    );
+}

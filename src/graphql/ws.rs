@@ -40,8 +40,9 @@ pub const LEGACY_WS: &str = "graphql-ws";
 
 /// Buffer sizes per socket. tungstenite's default 128 KiB read buffer makes
 /// idle sockets expensive (10,000 of them cost about 1.3 GB); progress
-/// messages are small, so 4 KiB buffers suffice and grow only on demand.
-const READ_BUFFER: usize = 4 * 1024;
+/// client messages are small, so a 1 KiB buffer suffices and grows only on
+/// demand.
+const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 0;
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
@@ -141,7 +142,10 @@ impl Connection {
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
                         Some(Ok(_)) => continue, // websocket-level ping/pong
                     };
-                    match self.on_message(text.as_str(), &mut init_received).await {
+                    // Boxed: the handler's future (authentication, a database
+                    // read) is large, and inline it would make every idle
+                    // socket's task that large.
+                    match Box::pin(self.on_message(text.as_str(), &mut init_received)).await {
                         Ok(()) => {
                             if let Some((_, exp)) = &self.auth {
                                 let left = (*exp - chrono::Utc::now().timestamp()).max(0) as u64;
@@ -152,7 +156,7 @@ impl Connection {
                     }
                 }
                 Some((id, item)) = self.subs.next(), if !self.subs.is_empty() => {
-                    if let Err(()) = self.on_result(id, item).await {
+                    if let Err(()) = Box::pin(self.on_result(id, item)).await {
                         break None;
                     }
                 }

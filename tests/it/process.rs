@@ -313,3 +313,105 @@ struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
 }
+
+/// Two instances migrating an empty database at once: the advisory lock
+/// makes one wait for the other, and both succeed.
+#[tokio::test]
+async fn two_instances_migrate_an_empty_database_together() {
+    let admin = podforge::db::DbTarget::parse(&podforge::testing::admin_url(), None, std::time::Duration::from_secs(5))
+        .unwrap();
+    let client = admin.connect_raw().await.unwrap();
+    let name = format!("podforge_empty_{}", uuid::Uuid::new_v4().simple());
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let mut url = url::Url::parse(&podforge::testing::admin_url()).unwrap();
+    url.set_path(&format!("/{name}"));
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_podforge"))
+            .arg("migrate")
+            .env("DATABASE_URL", url.as_str())
+            .env("RUST_LOG", "warn")
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    client
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let outputs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&b.stdout)
+    );
+    assert!(
+        outputs.contains("applied 4 migration(s)"),
+        "one applied everything: {outputs}"
+    );
+    assert!(
+        outputs.contains("is up to date"),
+        "the other found nothing left: {outputs}"
+    );
+}
+
+/// Ctrl-C during `podforge generate` cancels the generation cleanly.
+#[tokio::test]
+async fn ctrl_c_cancels_a_generation_from_the_command_line() {
+    use podforge::providers::mock::MockProvider;
+    let mock = MockProvider::start().await.unwrap();
+    mock.set_latency(std::time::Duration::from_secs(3));
+    let db = TestDb::new().await.unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podforge"))
+        .args(["generate", "--topic", "Tides", "--minutes", "3", "--out"])
+        .arg(std::env::temp_dir().join(&db.name))
+        .env("DATABASE_URL", &db.url)
+        .env("PODFORGE_LLM", "openai")
+        .env("OPENAI_BASE_URL", mock.openai_url())
+        .env("PODFORGE_ARGON2_MEMORY_KIB", "1024")
+        .env("PODFORGE_ARGON2_ITERATIONS", "1")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the outline call to be under way, then press Ctrl-C.
+    let started = std::time::Instant::now();
+    while mock.calls().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no provider call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    let mut conn = podforge::db::DbTarget::parse(&db.url, None, Duration::from_secs(5))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status: Status =
+        diesel_async::RunQueryDsl::get_result(diesel::sql_query("SELECT status FROM podcasts"), &mut conn)
+            .await
+            .unwrap();
+    assert_eq!(status.status, "cancelled");
+    let files = std::fs::read_dir(std::env::temp_dir().join(&db.name))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(files, 0, "nothing written for a cancelled episode");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Status {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+}

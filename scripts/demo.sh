@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job, offline: turns the example web page shipped in examples/ into
+# a 3-minute episode written by the embedded model, stored in the library of
+# the local user and written to out/episode.json and out/script.md.
+# Needs only PostgreSQL on 127.0.0.1:5432 (started here if it is down).
+# Extra arguments go to `podforge generate` (e.g. --minutes 5 --hosts Ada,Grace).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  echo "demo.sh: PostgreSQL is down; starting it"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  for _ in $(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break; sleep 1; done
+fi
+
+cargo run --quiet --locked -- model fetch
+exec cargo run --quiet --locked -- generate \
+  --topic "What Creative Commons does and why it matters" \
+  --source examples/creativecommons-about-en.html \
+  --hosts Alex,Sam --minutes 3 --out out "$@"

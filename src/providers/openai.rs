@@ -149,25 +149,7 @@ impl StreamState {
             prompt: 0,
             completion: crate::sources::estimate_tokens(&self.content) as u64,
         });
-        let finish = match self.finish.as_deref() {
-            Some("stop") | Some("eos") | Some("tool_calls") => FinishReason::Stop,
-            Some("length") => FinishReason::Length,
-            Some("content_filter") => {
-                return Err(ProviderError::ContentFiltered(
-                    "the content filter stopped the answer".into(),
-                ));
-            }
-            Some(other) => {
-                return Err(ProviderError::InvalidResponse(format!(
-                    "unknown finish_reason {other:?}"
-                )));
-            }
-            None => {
-                return Err(ProviderError::Unavailable(
-                    "the stream ended without a finish reason (cut off)".into(),
-                ));
-            }
-        };
+        let finish = finish_reason(self.finish.as_deref())?;
         Ok((self.content, finish, usage))
     }
 }
@@ -201,6 +183,24 @@ struct Usage {
     completion_tokens: u64,
 }
 
+/// Maps a `finish_reason`. A missing one means the answer was cut off
+/// upstream: an error (retried), never a short success.
+fn finish_reason(reason: Option<&str>) -> Result<FinishReason, ProviderError> {
+    match reason {
+        Some("stop") | Some("eos") | Some("tool_calls") => Ok(FinishReason::Stop),
+        Some("length") => Ok(FinishReason::Length),
+        Some("content_filter") => Err(ProviderError::ContentFiltered(
+            "the content filter stopped the answer".into(),
+        )),
+        Some(other) => Err(ProviderError::InvalidResponse(format!(
+            "unknown finish_reason {other:?}"
+        ))),
+        None => Err(ProviderError::Unavailable(
+            "the answer ended without a finish reason (cut off)".into(),
+        )),
+    }
+}
+
 /// Interprets a completion body. A missing `finish_reason` means the answer
 /// was cut off upstream: an error, never a short success.
 fn parse_completion(text: &str) -> Result<(String, FinishReason, TokenUsage), ProviderError> {
@@ -221,25 +221,7 @@ fn parse_completion(text: &str) -> Result<(String, FinishReason, TokenUsage), Pr
     if let Some(refusal) = choice.message.refusal.filter(|r| !r.is_empty()) {
         return Err(ProviderError::ContentFiltered(refusal));
     }
-    let finish = match choice.finish_reason.as_deref() {
-        Some("stop") | Some("eos") | Some("tool_calls") => FinishReason::Stop,
-        Some("length") => FinishReason::Length,
-        Some("content_filter") => {
-            return Err(ProviderError::ContentFiltered(
-                "the content filter stopped the answer".into(),
-            ));
-        }
-        Some(other) => {
-            return Err(ProviderError::InvalidResponse(format!(
-                "unknown finish_reason {other:?}"
-            )));
-        }
-        None => {
-            return Err(ProviderError::Unavailable(
-                "the answer ended without a finish reason (cut off)".into(),
-            ));
-        }
-    };
+    let finish = finish_reason(choice.finish_reason.as_deref())?;
     Ok((choice.message.content.unwrap_or_default(), finish, usage))
 }
 

@@ -365,7 +365,7 @@ async fn ctrl_c_cancels_a_generation_from_the_command_line() {
     let mock = MockProvider::start().await.unwrap();
     mock.set_latency(std::time::Duration::from_secs(3));
     let db = TestDb::new().await.unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_podforge"))
+    let child = Command::new(env!("CARGO_BIN_EXE_podforge"))
         .args(["generate", "--topic", "Tides", "--minutes", "3", "--out"])
         .arg(std::env::temp_dir().join(&db.name))
         .env("DATABASE_URL", &db.url)

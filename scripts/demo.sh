@@ -13,6 +13,8 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   for _ in $(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break; sleep 1; done
 fi
 
+# The first build takes about 10 minutes on 2 cores; later ones are instant.
+cargo build --locked
 cargo run --quiet --locked -- model fetch
 exec cargo run --quiet --locked -- generate \
   --topic "What Creative Commons does and why it matters" \

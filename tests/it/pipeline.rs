@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use crate::jobs::{events, wait_for};
 
-const CORPUS: &str = "../shared/corpus";
+/// Real documents by others, with their licences in SOURCES.md.
+const CORPUS: &str = "tests/fixtures/corpus";
 
 fn corpus(name: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CORPUS).join(name)).unwrap()

@@ -1,4 +1,4 @@
-//! Extraction, cleaning, chunking and ranking on the real documents of `shared/corpus`.
+//! Extraction, cleaning, chunking and ranking on the real documents of `tests/fixtures/corpus`.
 
 use super::super::*;
 use super::corpus;

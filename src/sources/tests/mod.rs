@@ -5,25 +5,10 @@ mod fetch;
 
 use std::path::PathBuf;
 
-/// The shared corpus: `$PODFORGE_CORPUS_DIR`, else the first `shared/corpus` found walking up
-/// from the crate root (`/work/proto/sources` → `/work/shared/corpus`; in the service's CI,
-/// `shared/` lies beside the clone).
+/// The test corpus: real documents by others, copied into
+/// `tests/fixtures/corpus` with their licences (see its SOURCES.md).
 pub(super) fn corpus_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PODFORGE_CORPUS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let candidate = dir.join("shared").join("corpus");
-        if candidate.join("SOURCES.md").is_file() {
-            return candidate;
-        }
-        assert!(
-            dir.pop(),
-            "shared/corpus not found above {}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
 }
 
 pub(super) fn corpus(name: &str) -> String {

@@ -90,6 +90,9 @@ impl From<DieselError> for ApiError {
                     crate::db::users::EMAIL_UNIQUE => {
                         Self::Conflict("an account with this email already exists".into())
                     }
+                    crate::db::podcasts::IDEMPOTENCY_UNIQUE => {
+                        Self::Conflict("a request with this idempotency key is being stored; repeat it".into())
+                    }
                     _ => Self::Internal(anyhow::Error::new(e).context(format!("unique violation on {constraint}"))),
                 }
             }

@@ -210,22 +210,16 @@ impl TestApp {
     /// A server that also runs workers over `pipeline` (jobs settings for
     /// fast tests: 2 s leases, 50 ms backoff), after `edit`.
     pub async fn with_pipeline(pipeline: crate::pipeline::Pipeline, edit: impl FnOnce(&mut Config)) -> Self {
-        #[expect(clippy::expect_used, reason = "test support")]
-        let db = TestDb::new().await.expect("test database");
-        let mut config = test_config(&db.url);
-        config.jobs.lease = std::time::Duration::from_secs(2);
-        config.jobs.backoff_base = std::time::Duration::from_millis(50);
-        config.jobs.poll_interval = std::time::Duration::from_millis(500);
-        edit(&mut config);
-        let mut app = Self::start_with(db, config, Some(pipeline)).await;
-        let token = tokio_util::sync::CancellationToken::new();
-        app.background = Some((app.app.start_background(token.clone(), true), token));
-        app
+        Self::running(Some(pipeline), edit).await
     }
 
     /// A server running workers over the pipeline its configuration selects
     /// (providers from `edit`), with the fast job settings of [`Self::with_pipeline`].
     pub async fn with_workers(edit: impl FnOnce(&mut Config)) -> Self {
+        Self::running(None, edit).await
+    }
+
+    async fn running(pipeline: Option<crate::pipeline::Pipeline>, edit: impl FnOnce(&mut Config)) -> Self {
         #[expect(clippy::expect_used, reason = "test support")]
         let db = TestDb::new().await.expect("test database");
         let mut config = test_config(&db.url);
@@ -233,7 +227,7 @@ impl TestApp {
         config.jobs.backoff_base = std::time::Duration::from_millis(50);
         config.jobs.poll_interval = std::time::Duration::from_millis(500);
         edit(&mut config);
-        let mut app = Self::start_with(db, config, None).await;
+        let mut app = Self::start_with(db, config, pipeline).await;
         let token = tokio_util::sync::CancellationToken::new();
         app.background = Some((app.app.start_background(token.clone(), true), token));
         app

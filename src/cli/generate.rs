@@ -13,17 +13,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::auth::Viewer;
-use crate::db::{podcasts, users};
 use crate::domain::{Host, PodcastFormat, PodcastId, SessionId, SourceRequest};
 use crate::pipeline::episode::{Assembly, Outline, Research, Script, Turn};
 use crate::progress::EventKind;
 use crate::progress::hub::event_stream;
-use crate::services::{accounts, generation};
+use crate::services::{accounts, generation, library};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -85,20 +84,9 @@ pub fn read_sources(values: &[String]) -> anyhow::Result<Vec<SourceRequest>> {
 
 /// The local user, created with `password` on first use.
 async fn local_viewer(app: &App, email: &str, password: &str) -> anyhow::Result<Viewer> {
-    let email = accounts::normalize_email(email).map_err(|e| anyhow::anyhow!("--email: {}", e.message()))?;
-    let existing = {
-        let mut conn = app.pool.get().await?;
-        users::find_by_email(&mut conn, &email).await?
-    };
-    let user = match existing {
-        Some(u) => u,
-        None => {
-            accounts::register(app, &email, password.to_owned())
-                .await
-                .map_err(anyhow::Error::from)?
-                .user
-        }
-    };
+    let user = accounts::find_or_register(app, email, password)
+        .await
+        .map_err(anyhow::Error::from)?;
     Ok(Viewer {
         user_id: user.id,
         session_id: SessionId::new(),
@@ -194,9 +182,9 @@ pub async fn run(app: Arc<App>, args: GenerateArgs) -> anyhow::Result<PathBuf> {
         EventKind::Completed => write_outputs(&app, &viewer, podcast.id, &args.out).await,
         EventKind::Cancelled => bail!("the generation was cancelled"),
         _ => {
-            let mut conn = app.pool.get().await?;
-            let p = podcasts::find(&mut conn, podcast.id)
-                .await?
+            let p = library::get(&app, &viewer, podcast.id)
+                .await
+                .map_err(anyhow::Error::from)?
                 .context("the podcast disappeared")?;
             bail!(
                 "the generation failed: {}: {}",
@@ -274,12 +262,11 @@ fn turn_line(t: &Turn) -> String {
 /// Writes the finished episode: `episode.json` (everything, with sources and
 /// citations) and `script.md` (readable script plus show notes).
 async fn write_outputs(app: &App, viewer: &Viewer, id: PodcastId, out: &Path) -> anyhow::Result<PathBuf> {
-    let mut conn = app.pool.get().await?;
-    let p = podcasts::find_owned(&mut conn, viewer.user_id, id)
-        .await?
+    let p = library::get(app, viewer, id)
+        .await
+        .map_err(anyhow::Error::from)?
         .context("the podcast disappeared")?;
-    let stages: std::collections::HashMap<String, Value> =
-        podcasts::stage_outputs(&mut conn, id).await?.into_iter().collect();
+    let stages = library::stage_outputs(app, id).await.map_err(anyhow::Error::from)?;
     let get = |name: &str| stages.get(name).cloned().context("a stage output is missing");
     let research: Research = serde_json::from_value(get("research")?)?;
     let outline: Outline = serde_json::from_value(get("outline")?)?;

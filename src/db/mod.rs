@@ -5,6 +5,7 @@
 //! only: no GraphQL, no HTTP.
 
 pub mod connect;
+pub mod generation;
 pub mod migrate;
 pub mod podcasts;
 #[expect(

@@ -4,13 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::QueryResult;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::{Deserialize, Serialize};
 
 use super::{EpisodeMetadata, EventSink, Pipeline, StageContext, StageError, StageKind, Usage};
-use crate::db::schema::{podcast_stages, podcasts};
-use crate::db::{DbPool, podcasts as podcast_rows};
+use crate::db::{DbPool, generation, podcasts as podcast_rows};
 use crate::domain::{PodcastId, PodcastStatus, UserId};
 use crate::jobs::queue;
 use crate::jobs::{Job, JobContext, JobHandler, JobOutcome, StopReason};
@@ -98,50 +97,24 @@ impl Extra<'_> {
                 output,
                 usage,
                 started_at,
-            } => {
-                // A second writer of the same stage (a zombie that lost its
-                // lease) cannot add a duplicate: the key is (podcast, stage).
-                diesel::insert_into(podcast_stages::table)
-                    .values((
-                        podcast_stages::podcast_id.eq(id),
-                        podcast_stages::stage.eq(stage.as_str()),
-                        podcast_stages::output.eq(*output),
-                        podcast_stages::usage.eq(*usage),
-                        podcast_stages::started_at.eq(*started_at),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-            }
+            } => generation::insert_checkpoint(conn, id, stage.as_str(), output, usage, *started_at).await,
             Self::Episode {
                 metadata,
                 previous,
                 usage,
             } => {
-                diesel::update(podcasts::table.find(id))
-                    .set((
-                        podcasts::title.eq(metadata.title.as_deref().or(previous.title.as_deref())),
-                        podcasts::description.eq(metadata.description.as_deref().or(previous.description.as_deref())),
-                        podcasts::show_notes.eq(metadata.show_notes.as_deref()),
-                        podcasts::word_count.eq(metadata.word_count),
-                        podcasts::estimated_duration_seconds.eq(metadata.estimated_duration_seconds),
-                        podcasts::usage.eq(*usage),
-                        podcasts::error_code.eq(None::<String>),
-                        podcasts::error_message.eq(None::<String>),
-                        podcasts::error_retryable.eq(None::<bool>),
-                    ))
-                    .execute(conn)
-                    .await?;
-                // The owner's own tags win over generated ones.
-                if !metadata.tags.is_empty() && previous.tags.is_empty() {
-                    diesel::update(podcasts::table.find(id))
-                        .set(podcasts::tags.eq(&metadata.tags))
-                        .execute(conn)
-                        .await?;
-                }
+                let fields = generation::EpisodeFields {
+                    title: metadata.title.as_deref().or(previous.title.as_deref()),
+                    description: metadata.description.as_deref().or(previous.description.as_deref()),
+                    tags: &metadata.tags,
+                    show_notes: metadata.show_notes.as_deref(),
+                    word_count: metadata.word_count,
+                    estimated_duration_seconds: metadata.estimated_duration_seconds,
+                    usage: Some(usage),
+                };
+                generation::publish_episode(conn, id, &fields).await
             }
         }
-        Ok(())
     }
 }
 
@@ -174,16 +147,8 @@ impl GeneratePodcast {
         let Some(row) = podcast_rows::find(&mut conn, podcast).await? else {
             return Ok(None);
         };
-        let run: i32 = podcasts::table
-            .find(podcast)
-            .select(podcasts::generation_run)
-            .first(&mut conn)
-            .await?;
-        let stages: Vec<(String, serde_json::Value, serde_json::Value)> = podcast_stages::table
-            .filter(podcast_stages::podcast_id.eq(podcast))
-            .select((podcast_stages::stage, podcast_stages::output, podcast_stages::usage))
-            .load(&mut conn)
-            .await?;
+        let run = podcast_rows::generation_run(&mut conn, podcast).await?;
+        let stages = generation::checkpoints(&mut conn, podcast).await?;
         let mut outputs = HashMap::new();
         for (stage, output, usage) in stages {
             if let Some(kind) = StageKind::ALL.iter().find(|k| k.as_str() == stage) {
@@ -229,14 +194,7 @@ impl GeneratePodcast {
             .dedupe(format!("failed:{run}"));
         let written = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
-                diesel::update(podcasts::table.find(podcast))
-                    .set((
-                        podcasts::error_code.eq(&error.code),
-                        podcasts::error_message.eq(&error.message),
-                        podcasts::error_retryable.eq(error.retryable),
-                    ))
-                    .execute(conn)
-                    .await?;
+                generation::set_error(conn, podcast, &error.code, &error.message, error.retryable).await?;
                 crate::progress::append(conn, podcast, &event).await
             })
             .await?;
@@ -414,10 +372,7 @@ impl JobHandler for GeneratePodcast {
         let delay_ms = (at - Utc::now()).num_milliseconds().max(0);
         let code = code_of(error).unwrap_or("TEMPORARY_FAILURE");
         let run: i32 = match self.pool.get().await {
-            Ok(mut conn) => podcasts::table
-                .find(payload.podcast_id)
-                .select(podcasts::generation_run)
-                .first(&mut conn)
+            Ok(mut conn) => podcast_rows::generation_run(&mut conn, payload.podcast_id)
                 .await
                 .unwrap_or(0),
             Err(_) => 0,

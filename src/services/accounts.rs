@@ -107,6 +107,22 @@ pub async fn register(app: &App, email: &str, password_text: String) -> ApiResul
     .await
 }
 
+/// The account with `email`, registered with `password` if there is none
+/// (the local user of `podforge generate`). No session is started.
+///
+/// Errors: as [`register`] when the account must be created.
+pub async fn find_or_register(app: &App, email: &str, password_text: &str) -> ApiResult<User> {
+    let normalized = normalize_email(email)?;
+    let existing = {
+        let mut conn = app.pool.get().await?;
+        users::find_by_email(&mut conn, &normalized).await?
+    };
+    match existing {
+        Some(user) => Ok(user),
+        None => Ok(register(app, &normalized, password_text.to_owned()).await?.user),
+    }
+}
+
 /// Signs in with email and password.
 ///
 /// Errors: UNAUTHENTICATED for an unknown email or a wrong password (the same

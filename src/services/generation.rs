@@ -247,35 +247,26 @@ pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast
 pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiResult<Podcast> {
     let new = validate(viewer, req)?;
     let mut conn = app.pool.get().await?;
-    if let Some(key) = &new.idempotency_key
-        && let Some(existing) = podcasts::find_by_idempotency_key(&mut conn, viewer.user_id, key).await?
-    {
-        return Ok(existing);
-    }
     let cap = app.config.limits.max_active_generations;
-    let inserted = conn
+    // The owner's row lock serialises this user's requests, so a repeated
+    // idempotency key is always seen here (the unique index is the backstop).
+    let (podcast, created) = conn
         .transaction::<_, ApiError, _>(async |conn| {
             podcasts::lock_owner(conn, viewer.user_id).await?;
+            if let Some(key) = &new.idempotency_key
+                && let Some(existing) = podcasts::find_by_idempotency_key(conn, viewer.user_id, key).await?
+            {
+                return Ok((existing, false));
+            }
             check_cap(conn, viewer, cap).await?;
             let podcast = podcasts::insert(conn, &new).await?;
             enqueue_generation(conn, podcast.id, app.config.jobs.max_attempts).await?;
-            Ok(podcast)
+            Ok((podcast, true))
         })
-        .await;
-    let podcast = match inserted {
-        Ok(p) => p,
-        // A concurrent request with the same key won the race.
-        Err(ApiError::Internal(e))
-            if e.downcast_ref::<diesel::result::Error>()
-                .is_some_and(is_idempotency_conflict) =>
-        {
-            let key = new.idempotency_key.as_deref().unwrap_or_default();
-            return podcasts::find_by_idempotency_key(&mut conn, viewer.user_id, key)
-                .await?
-                .ok_or(ApiError::Conflict("idempotency key in use".into()));
-        }
-        Err(e) => return Err(e),
-    };
+        .await?;
+    if !created {
+        return Ok(podcast);
+    }
     app.jobs_enqueued(&mut conn).await;
     app.hub.publish_library(LibraryNotice {
         user: viewer.user_id,
@@ -283,11 +274,6 @@ pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiR
         change: LibraryChange::Created,
     });
     Ok(podcast)
-}
-
-fn is_idempotency_conflict(e: &diesel::result::Error) -> bool {
-    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)
-        if info.constraint_name() == Some(podcasts::IDEMPOTENCY_UNIQUE))
 }
 
 async fn check_cap(conn: &mut crate::db::AsyncPgConnection, viewer: &Viewer, cap: usize) -> ApiResult<()> {

@@ -86,6 +86,28 @@ async fn stage_rows(app: &TestApp, id: &str) -> i64 {
         .unwrap()
 }
 
+/// Another "process" over the same database: an app running workers over
+/// scripted stages. Stop it by cancelling the token, then awaiting the handle.
+async fn worker_process(
+    url: &str,
+    control: &Arc<StageControl>,
+    edit: impl FnOnce(&mut podforge::config::Config),
+) -> (tokio::task::JoinHandle<()>, tokio_util::sync::CancellationToken) {
+    let mut config = test_config(url);
+    edit(&mut config);
+    let app = podforge::app::App::build(
+        config,
+        podforge::app::AppOptions {
+            migrate: false,
+            pipeline: Some(scripted_pipeline(control.clone())),
+        },
+    )
+    .await
+    .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    (app.start_background(stop.clone(), true), stop)
+}
+
 const FULL_RUN: [&str; 14] = [
     "stage_started:research",
     "artifact:research",
@@ -382,20 +404,11 @@ async fn two_worker_pools_never_run_one_job_at_once() {
     })
     .await;
     // A second "process" over the same database.
-    let mut config = test_config(&a.db.url);
-    config.jobs.workers = 3;
-    config.jobs.lease = Duration::from_secs(2);
-    let b = podforge::app::App::build(
-        config,
-        podforge::app::AppOptions {
-            migrate: false,
-            pipeline: Some(scripted_pipeline(control.clone())),
-        },
-    )
-    .await
-    .unwrap();
-    let stop_b = tokio_util::sync::CancellationToken::new();
-    let b_background = b.start_background(stop_b.clone(), true);
+    let (b_background, stop_b) = worker_process(&a.db.url, &control, |c| {
+        c.jobs.workers = 3;
+        c.jobs.lease = Duration::from_secs(2);
+    })
+    .await;
 
     let user = a.user().await;
     let mut ids = Vec::new();
@@ -443,18 +456,7 @@ async fn a_killed_worker_is_reclaimed_and_the_podcast_completes_without_duplicat
             .build()
             .unwrap();
         rt.block_on(async {
-            let mut config = test_config(&url);
-            config.jobs.lease = Duration::from_secs(1);
-            let app = podforge::app::App::build(
-                config,
-                podforge::app::AppOptions {
-                    migrate: false,
-                    pipeline: Some(scripted_pipeline(doomed_control)),
-                },
-            )
-            .await
-            .unwrap();
-            let _bg = app.start_background(tokio_util::sync::CancellationToken::new(), true);
+            let _running = worker_process(&url, &doomed_control, |c| c.jobs.lease = Duration::from_secs(1)).await;
             started_tx.send(()).unwrap();
             tokio::task::spawn_blocking(move || kill_rx.recv()).await.unwrap().ok();
         });
@@ -474,20 +476,11 @@ async fn a_killed_worker_is_reclaimed_and_the_podcast_completes_without_duplicat
 
     // A new worker process comes up and reclaims the job once the lease expires.
     control.script(StageKind::Outline, StageScript::default());
-    let mut config = test_config(&app.db.url);
-    config.jobs.lease = Duration::from_secs(1);
-    config.jobs.poll_interval = Duration::from_millis(200);
-    let rescuer = podforge::app::App::build(
-        config,
-        podforge::app::AppOptions {
-            migrate: false,
-            pipeline: Some(scripted_pipeline(control.clone())),
-        },
-    )
-    .await
-    .unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let bg = rescuer.start_background(stop.clone(), true);
+    let (bg, stop) = worker_process(&app.db.url, &control, |c| {
+        c.jobs.lease = Duration::from_secs(1);
+        c.jobs.poll_interval = Duration::from_millis(200);
+    })
+    .await;
     wait_for(&app, &user, &id, &["COMPLETED"]).await;
     stop.cancel();
     bg.await.unwrap();

@@ -309,6 +309,11 @@ impl GeneratePodcast {
                 }
             }
         }
+        // A cancel that raced the last stage's end still wins: the owner
+        // asked before the episode was published.
+        if ctx.stop_reason().is_some() {
+            return Ok(self.stop(ctx, id, owner, run).await);
+        }
         // All stages done: publish the episode.
         let metadata: EpisodeMetadata = outputs
             .get(&StageKind::Assembly)

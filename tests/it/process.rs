@@ -392,7 +392,7 @@ async fn ctrl_c_cancels_a_generation_from_the_command_line() {
         .unwrap()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("cancelled"), "{stderr}");
     let mut conn = podforge::db::DbTarget::parse(&db.url, None, Duration::from_secs(5))
         .unwrap()

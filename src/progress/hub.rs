@@ -274,8 +274,12 @@ pub fn event_stream(
         loop {
             let (batch, status) = {
                 let mut conn = hub.pool.get().await?;
-                let batch = super::after(&mut conn, podcast, last, REPLAY_BATCH).await?;
+                // Status first: a terminal status is committed together with
+                // its terminal event, so the events read next include it. Read
+                // the other way round, a generation ending in between would
+                // look finished with its last event unseen.
                 let status = podcasts::find(&mut conn, podcast).await?.map(|p| p.status);
+                let batch = super::after(&mut conn, podcast, last, REPLAY_BATCH).await?;
                 (batch, status)
             };
             terminal_status = status.is_none_or(|s| s.is_terminal());

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use podforge::config::LlmChoice;
 use podforge::progress::hub::event_stream;
-use podforge::providers::mock::MockProvider;
 use podforge::testing::TestApp;
+use podforge::testing::mock_provider::MockProvider;
 use serde_json::json;
 
 #[tokio::main]
@@ -57,12 +57,12 @@ async fn main() {
             .await;
         let id = v["data"]["generatePodcast"]["id"].as_str().unwrap().parse().unwrap();
         let mut stream = std::pin::pin!(event_stream(app.app.hub.clone(), id, 0));
-        let mut last = String::new();
+        let mut last = None;
         while let Some(e) = stream.next().await {
-            last = e.unwrap().kind.clone();
+            last = Some(e.unwrap().kind);
         }
         let elapsed = started.elapsed();
-        assert_eq!(last, "completed");
+        assert_eq!(last, Some(podforge::progress::EventKind::Completed));
         let overhead = elapsed.as_secs_f64() / critical_path.as_secs_f64() - 1.0;
         println!(
             "run {run}: {:.3} s end to end, critical path {:.3} s, overhead {:.2}%",

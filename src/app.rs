@@ -1,40 +1,25 @@
-//! The application state and the HTTP router.
+//! The application state: everything a request or a worker needs, shared as
+//! `Arc<App>`.
 //!
-//! [`App`] holds everything a request or a worker needs, shared as `Arc<App>`.
-//! [`router`] builds the axum router; [`bind`] and [`serve`] are split so tests
-//! bind port 0 and learn the address before serving.
+//! This module knows the parts the state is made of (pool, tokens, hub,
+//! pipeline, workers) and how they start, but nothing of HTTP or GraphQL:
+//! the router lives in [`crate::server`], the API in [`crate::graphql`], and
+//! both depend on this module, never the other way round. Which providers a
+//! configuration asks for is decided in [`crate::wiring`].
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context as _;
-use async_graphql::http::GraphiQLSource;
-use async_graphql::{BatchRequest, BatchResponse};
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tokio_util::sync::CancellationToken;
 
-use crate::auth::RequestAuth;
 use crate::auth::password::HashParams;
 use crate::auth::token::TokenKeys;
 use crate::config::Config;
 use crate::db::{DbPool, DbTarget, connect, migrate};
 use crate::error::ApiResult;
-use crate::graphql::{self, PodforgeSchema, error::request_error};
 use crate::jobs::{WorkerConfig, Workers, queue};
 use crate::pipeline::{GeneratePodcast, Pipeline};
 use crate::progress::{self, hub::Hub};
-use tokio_util::sync::CancellationToken;
 
 /// Shared state of one process.
 ///
@@ -117,7 +102,7 @@ impl App {
         let hub = Hub::new(pool.clone());
         let pipeline = Arc::new(match options.pipeline {
             Some(p) => p,
-            None => pipeline_from_config(&config)?,
+            None => crate::wiring::pipeline_from_config(&config)?,
         });
         let generate = GeneratePodcast::new(pool.clone(), hub.clone(), pipeline.clone());
         let workers = Workers::new(
@@ -232,274 +217,8 @@ impl App {
     }
 }
 
-/// Builds the generation pipeline the configuration asks for: the standard
-/// stages over an OpenAI-compatible model (and Perplexity research when
-/// configured), or, with no language model, a pipeline that fails every
-/// generation with PROVIDER_NOT_CONFIGURED rather than invent content.
-///
-/// Errors: when a provider client cannot be built.
-pub fn pipeline_from_config(config: &Config) -> anyhow::Result<Pipeline> {
-    use crate::config::LlmChoice;
-    use crate::providers::http::HttpPolicy;
-    let p = &config.providers;
-    let http = HttpPolicy {
-        connect_timeout: p.connect_timeout,
-        read_timeout: p.read_timeout,
-        request_timeout: p.request_timeout,
-        max_retries: p.max_retries,
-        backoff_base: p.backoff_base,
-        ..HttpPolicy::default()
-    };
-    let llm: Option<Arc<dyn crate::providers::LanguageModel>> = match p.llm {
-        LlmChoice::OpenAi => Some(Arc::new(crate::providers::openai::OpenAiClient::new(
-            crate::providers::openai::OpenAiConfig {
-                base_url: p.openai_base_url.clone(),
-                api_key: p.openai_api_key.clone(),
-                model: p.llm_model.clone(),
-                context_tokens: p.llm_context_tokens,
-                http: http.clone(),
-            },
-        )?)),
-        LlmChoice::Local => {
-            let model_path = p
-                .model_path
-                .clone()
-                .unwrap_or_else(|| crate::providers::local_llm::default_model_path(&p.data_dir));
-            match crate::providers::local_llm::LocalLlm::load(crate::providers::local_llm::LocalLlmConfig {
-                model_path,
-                context_tokens: p.local_context_tokens,
-                temperature: 0.4,
-                seed: 7,
-            }) {
-                Ok(model) => Some(Arc::new(model)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the local model is unavailable: generations will fail with MODEL_MISSING");
-                    return Ok(Pipeline::unavailable("MODEL_MISSING", e.to_string()));
-                }
-            }
-        }
-        LlmChoice::None => None,
-    };
-    let Some(llm) = llm else {
-        tracing::warn!("no language model configured: generations will fail with PROVIDER_NOT_CONFIGURED");
-        return Ok(Pipeline::unconfigured());
-    };
-    let research: Option<Arc<dyn crate::providers::ResearchProvider>> = match &p.perplexity_base_url {
-        Some(base) => Some(Arc::new(crate::providers::perplexity::PerplexityClient::new(
-            crate::providers::perplexity::PerplexityConfig {
-                base_url: base.clone(),
-                api_key: p.perplexity_api_key.clone(),
-                model: p.research_model.clone(),
-                http,
-            },
-        )?)),
-        None => None,
-    };
-    tracing::info!(llm.model = %llm.name(), research = research.is_some(), "generation pipeline ready");
-    Ok(Pipeline::standard(crate::pipeline::stages::Providers {
-        llm: Some(llm),
-        research,
-        fetch: crate::sources::FetchLimits {
-            max_bytes: p.fetch_max_bytes,
-            timeout: p.fetch_timeout,
-            allow_private: p.allow_private_urls,
-            ..crate::sources::FetchLimits::default()
-        },
-        script_concurrency: p.script_concurrency,
-    }))
-}
-
 /// Installs rustls's ring provider as the process default (reqwest is built
 /// without one, to avoid aws-lc-sys). Safe to call more than once.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-#[derive(Clone)]
-struct HttpState {
-    app: Arc<App>,
-    schema: PodforgeSchema,
-}
-
-/// The HTTP router: `POST /graphql`, GraphiQL at `GET /graphql`, websockets at
-/// `/graphql/ws`, `/healthz`, `/readyz`.
-pub fn router(app: Arc<App>) -> Router {
-    let schema = graphql::build(app.clone());
-    let state = HttpState {
-        app: app.clone(),
-        schema,
-    };
-    let mut graphql_route = axum::routing::post(graphql_post);
-    if app.config.graphiql {
-        graphql_route = graphql_route.get(graphiql);
-    }
-    let (ws_app, ws_schema) = (app.clone(), state.schema.clone());
-    let ws_route = get(move |headers: HeaderMap, ws: axum::extract::WebSocketUpgrade| {
-        graphql::ws::upgrade(ws_app.clone(), ws_schema.clone(), headers, ws)
-    });
-    Router::new()
-        .route("/graphql", graphql_route)
-        .route("/graphql/ws", ws_route)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-        .layer(cors(&app.config.cors_origins))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
-            let request_id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            tracing::info_span!("request", http.method = %req.method(), http.path = %req.uri().path(), request_id = %request_id)
-        }))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-fn cors(origins: &[String]) -> CorsLayer {
-    let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .expose_headers([header::HeaderName::from_static("x-request-id")])
-        .max_age(Duration::from_secs(600));
-    if origins.iter().any(|o| o == "*") {
-        layer.allow_origin(AllowOrigin::any())
-    } else {
-        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
-        layer.allow_origin(AllowOrigin::list(list))
-    }
-}
-
-fn graphql_error(status: StatusCode, message: &str, code: &str) -> Response {
-    (status, Json(request_error(message, code))).into_response()
-}
-
-/// `POST /graphql`: one operation or a batch (JSON array), with the body and
-/// batch limits checked before anything is parsed or run.
-async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
-    let limits = &state.app.config.limits;
-    let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
-            return graphql_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body exceeds {} bytes", limits.max_body_bytes),
-                "BAD_REQUEST",
-            );
-        }
-    };
-    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
-        Ok(b) => b,
-        Err(e) => {
-            return graphql_error(
-                StatusCode::BAD_REQUEST,
-                &format!("the body is not a GraphQL request: {e}"),
-                "BAD_REQUEST",
-            );
-        }
-    };
-    let missing_query = match &batch {
-        BatchRequest::Single(r) => r.query.trim().is_empty(),
-        BatchRequest::Batch(list) => list.iter().any(|r| r.query.trim().is_empty()),
-    };
-    if missing_query {
-        return graphql_error(StatusCode::BAD_REQUEST, "the request has no query", "BAD_REQUEST");
-    }
-    if let BatchRequest::Batch(list) = &batch
-        && (list.len() > limits.max_batch || list.is_empty())
-    {
-        return graphql_error(
-            StatusCode::BAD_REQUEST,
-            &format!("a batch must hold 1 to {} operations", limits.max_batch),
-            "BAD_REQUEST",
-        );
-    }
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let auth = Arc::new(RequestAuth::from_header(authorization, &state.app.tokens));
-    let batch = match batch {
-        BatchRequest::Single(r) => BatchRequest::Single(r.data(auth)),
-        BatchRequest::Batch(list) => BatchRequest::Batch(list.into_iter().map(|r| r.data(auth.clone())).collect()),
-    };
-    let response: BatchResponse = state.schema.execute_batch(batch).await;
-    let mut http = Json(response).into_response();
-    http.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    http
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Podforge GraphiQL")
-            .finish(),
-    )
-}
-
-/// Liveness: the process answers.
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// Readiness: the database answers and the newest migration is applied.
-async fn readyz(State(state): State<HttpState>) -> Response {
-    let check = async {
-        let mut conn = state.app.pool.get().await.context("no database connection")?;
-        migrate::is_current(&mut conn, &state.app.latest_migration).await
-    };
-    match tokio::time::timeout(Duration::from_secs(3), check).await {
-        Ok(Ok(true)) => (StatusCode::OK, "ready").into_response(),
-        Ok(Ok(false)) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending").into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
-        }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database check timed out").into_response(),
-    }
-}
-
-/// Binds the listener (port 0 picks a free port) and returns it with its address.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (is another process using it? set PODFORGE_BIND)"))?;
-    let local = listener.local_addr()?;
-    Ok((listener, local))
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then stops
-/// accepting and lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server")
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
 }

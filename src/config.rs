@@ -309,25 +309,42 @@ impl Config {
             Some(other) => bail!("PODFORGE_ENV={other:?} must be development or production"),
         };
         let production = environment == Environment::Production;
+        let cors_origins = env
+            .raw("PODFORGE_CORS_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_else(|| if production { Vec::new() } else { vec!["*".to_owned()] });
+        Ok(Self {
+            environment,
+            bind: env
+                .parse("PODFORGE_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))
+                .context("PODFORGE_BIND must be host:port, e.g. 0.0.0.0:8080")?,
+            database: DatabaseConfig::from_env(&env)?,
+            auth: AuthConfig::from_env(&env, production)?,
+            cors_origins,
+            limits: Limits::from_env(&env)?,
+            jobs: JobsConfig::from_env(&env)?,
+            ws: WsConfig::from_env(&env)?,
+            providers: ProvidersConfig::from_env(&env)?,
+            graphiql: env.flag("PODFORGE_GRAPHIQL", !production)?,
+            introspection: env.flag("PODFORGE_INTROSPECTION", !production)?,
+            log_format: match env.raw("PODFORGE_LOG_FORMAT").as_deref().map(str::trim) {
+                None if production => LogFormat::Json,
+                None => LogFormat::Compact,
+                Some("json") => LogFormat::Json,
+                Some("compact") | Some("text") => LogFormat::Compact,
+                Some(other) => bail!("PODFORGE_LOG_FORMAT={other:?} must be json or compact"),
+            },
+        })
+    }
+}
 
-        let (jwt_secret, jwt_secret_is_ephemeral) = match env.raw("JWT_SECRET") {
-            Some(secret) => {
-                if production && secret.len() < 32 {
-                    bail!("JWT_SECRET must be at least 32 bytes in production");
-                }
-                (secret.into_bytes(), false)
-            }
-            None if production => {
-                bail!(
-                    "JWT_SECRET is required when PODFORGE_ENV=production (32 bytes or more, e.g. `openssl rand -base64 48`)"
-                )
-            }
-            None => {
-                let secret: [u8; 32] = rand::random();
-                (secret.to_vec(), true)
-            }
-        };
-
+impl DatabaseConfig {
+    fn from_env(env: &Env<'_>) -> anyhow::Result<Self> {
         let database = DatabaseConfig {
             url: env
                 .raw("DATABASE_URL")
@@ -349,8 +366,30 @@ impl Config {
         if database.pool_size == 0 {
             bail!("PODFORGE_DB_POOL_SIZE must be at least 1");
         }
+        Ok(database)
+    }
+}
 
-        let auth = AuthConfig {
+impl AuthConfig {
+    fn from_env(env: &Env<'_>, production: bool) -> anyhow::Result<Self> {
+        let (jwt_secret, jwt_secret_is_ephemeral) = match env.raw("JWT_SECRET") {
+            Some(secret) => {
+                if production && secret.len() < 32 {
+                    bail!("JWT_SECRET must be at least 32 bytes in production");
+                }
+                (secret.into_bytes(), false)
+            }
+            None if production => {
+                bail!(
+                    "JWT_SECRET is required when PODFORGE_ENV=production (32 bytes or more, e.g. `openssl rand -base64 48`)"
+                )
+            }
+            None => {
+                let secret: [u8; 32] = rand::random();
+                (secret.to_vec(), true)
+            }
+        };
+        Ok(AuthConfig {
             jwt_secret,
             jwt_secret_is_ephemeral,
             access_token_ttl: env.secs("PODFORGE_ACCESS_TOKEN_TTL_SECS", 15 * 60)?,
@@ -358,27 +397,25 @@ impl Config {
             leeway: env.secs("PODFORGE_TOKEN_LEEWAY_SECS", 30)?,
             argon2_memory_kib: env.parse("PODFORGE_ARGON2_MEMORY_KIB", 19_456)?,
             argon2_iterations: env.parse("PODFORGE_ARGON2_ITERATIONS", 2)?,
-        };
+        })
+    }
+}
 
-        let cors_origins = env
-            .raw("PODFORGE_CORS_ORIGINS")
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_else(|| if production { Vec::new() } else { vec!["*".to_owned()] });
-
-        let limits = Limits {
+impl Limits {
+    fn from_env(env: &Env<'_>) -> anyhow::Result<Self> {
+        Ok(Limits {
             max_body_bytes: env.parse("PODFORGE_MAX_BODY_BYTES", 2 * 1024 * 1024)?,
             max_batch: env.parse("PODFORGE_MAX_BATCH", 10)?,
             max_depth: env.parse("PODFORGE_MAX_DEPTH", 12)?,
             max_complexity: env.parse("PODFORGE_MAX_COMPLEXITY", 500)?,
             max_directives_per_field: env.parse("PODFORGE_MAX_DIRECTIVES", 4)?,
             max_active_generations: env.parse("PODFORGE_MAX_ACTIVE_GENERATIONS", 3)?,
-        };
+        })
+    }
+}
 
+impl JobsConfig {
+    fn from_env(env: &Env<'_>) -> anyhow::Result<Self> {
         let jobs = JobsConfig {
             workers: env.parse("PODFORGE_WORKERS", 2)?,
             lease: env.secs("PODFORGE_JOB_LEASE_SECS", 30)?,
@@ -389,13 +426,23 @@ impl Config {
         if jobs.lease < Duration::from_secs(1) || jobs.max_attempts < 1 {
             bail!("PODFORGE_JOB_LEASE_SECS must be at least 1 and PODFORGE_JOB_MAX_ATTEMPTS at least 1");
         }
-        let ws = WsConfig {
+        Ok(jobs)
+    }
+}
+
+impl WsConfig {
+    fn from_env(env: &Env<'_>) -> anyhow::Result<Self> {
+        Ok(WsConfig {
             init_timeout: env.millis("PODFORGE_WS_INIT_TIMEOUT_MS", 10_000)?,
             keepalive: env.secs("PODFORGE_WS_KEEPALIVE_SECS", 15)?,
             max_subscriptions: env.parse("PODFORGE_WS_MAX_SUBSCRIPTIONS", 100)?,
             max_message_bytes: env.parse("PODFORGE_WS_MAX_MESSAGE_BYTES", 64 * 1024)?,
-        };
+        })
+    }
+}
 
+impl ProvidersConfig {
+    fn from_env(env: &Env<'_>) -> anyhow::Result<Self> {
         let openai_api_key = env.raw("OPENAI_API_KEY");
         let openai_base_url = env.raw("OPENAI_BASE_URL");
         let llm = match env.raw("PODFORGE_LLM").as_deref().map(str::trim) {
@@ -416,7 +463,7 @@ impl Config {
             .raw("PODFORGE_DATA_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(default_data_dir);
-        let providers = ProvidersConfig {
+        Ok(ProvidersConfig {
             llm,
             openai_base_url: openai_base_url.unwrap_or_else(|| "https://api.openai.com/v1".to_owned()),
             openai_api_key,
@@ -439,29 +486,6 @@ impl Config {
             local_context_tokens: env.parse("PODFORGE_LOCAL_CONTEXT_TOKENS", 3_072)?,
             model_path: env.raw("PODFORGE_MODEL_PATH").map(std::path::PathBuf::from),
             data_dir,
-        };
-
-        Ok(Self {
-            environment,
-            bind: env
-                .parse("PODFORGE_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))
-                .context("PODFORGE_BIND must be host:port, e.g. 0.0.0.0:8080")?,
-            database,
-            auth,
-            cors_origins,
-            limits,
-            jobs,
-            ws,
-            providers,
-            graphiql: env.flag("PODFORGE_GRAPHIQL", !production)?,
-            introspection: env.flag("PODFORGE_INTROSPECTION", !production)?,
-            log_format: match env.raw("PODFORGE_LOG_FORMAT").as_deref().map(str::trim) {
-                None if production => LogFormat::Json,
-                None => LogFormat::Compact,
-                Some("json") => LogFormat::Json,
-                Some("compact") | Some("text") => LogFormat::Compact,
-                Some(other) => bail!("PODFORGE_LOG_FORMAT={other:?} must be json or compact"),
-            },
         })
     }
 }

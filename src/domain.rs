@@ -1,7 +1,10 @@
-//! Domain vocabulary shared by every layer: ids, statuses, formats, hosts.
+//! Domain vocabulary shared by every layer: ids, statuses, stages, failure
+//! codes, formats, hosts.
 //!
 //! These types know how they are stored (text columns, JSON) but nothing of
-//! GraphQL; the API mirrors them with `#[graphql(remote = ...)]`.
+//! GraphQL; the API mirrors them with `#[graphql(remote = ...)]`. Every
+//! closed set of words stored as text is declared once with [`text_enum!`],
+//! which gives the stored form, parsing, serde and diesel in one place.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,10 +12,9 @@ use std::str::FromStr;
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
-use diesel::serialize::{self, IsNull, Output, ToSql};
-use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Uuid as SqlUuid;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use uuid::Uuid;
 
 macro_rules! uuid_id {
@@ -76,11 +78,18 @@ uuid_id!(
     PodcastId
 );
 
+/// Declares an enum stored as a text column: `as_str` / `FromStr` / serde
+/// all use the given literal, and diesel reads and writes it as `Text`.
+/// `ALL` lists the variants in declaration order.
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AsExpression, FromSqlRow)]
-        #[diesel(sql_type = Text)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash,
+            ::serde::Serialize, ::serde::Deserialize,
+            ::diesel::expression::AsExpression, ::diesel::deserialize::FromSqlRow,
+        )]
+        #[diesel(sql_type = ::diesel::sql_types::Text)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
@@ -89,19 +98,19 @@ macro_rules! text_enum {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
-            /// The stored (lower snake case) form.
+            /// The stored form.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
+        impl ::std::str::FromStr for $name {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
@@ -111,21 +120,26 @@ macro_rules! text_enum {
             }
         }
 
-        impl ToSql<Text, Pg> for $name {
-            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-                out.write_all(self.as_str().as_bytes())?;
-                Ok(IsNull::No)
+        impl ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::pg::Pg> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut ::diesel::serialize::Output<'b, '_, ::diesel::pg::Pg>,
+            ) -> ::diesel::serialize::Result {
+                ::std::io::Write::write_all(out, self.as_str().as_bytes())?;
+                Ok(::diesel::serialize::IsNull::No)
             }
         }
 
-        impl FromSql<Text, Pg> for $name {
-            fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
-                let text = std::str::from_utf8(bytes.as_bytes())?;
+        impl ::diesel::deserialize::FromSql<::diesel::sql_types::Text, ::diesel::pg::Pg> for $name {
+            fn from_sql(bytes: ::diesel::pg::PgValue<'_>) -> ::diesel::deserialize::Result<Self> {
+                let text = ::std::str::from_utf8(bytes.as_bytes())?;
                 text.parse().map_err(Into::into)
             }
         }
     };
 }
+
+pub(crate) use text_enum;
 
 text_enum!(
     /// Where a podcast is in its life. QUEUED until a worker takes it, one status
@@ -172,6 +186,103 @@ text_enum!(
         Monologue = "monologue",
         /// A story told in scenes.
         Narrative = "narrative",
+    }
+);
+
+text_enum!(
+    /// The stages of a generation, in running order. Stored in
+    /// `podcasts.stage`, `podcast_stages.stage` and `generation_events.stage`.
+    StageKind {
+        /// Numbered sources from the research provider and the user's sources.
+        Research = "research",
+        /// The narrative plan.
+        Outline = "outline",
+        /// The hosts' turns, segment by segment.
+        Script = "script",
+        /// Intro, outro, metadata, show notes.
+        Assembly = "assembly",
+    }
+);
+
+impl StageKind {
+    /// The podcast status while this stage runs.
+    pub fn status(self) -> PodcastStatus {
+        match self {
+            Self::Research => PodcastStatus::Researching,
+            Self::Outline => PodcastStatus::Outlining,
+            Self::Script => PodcastStatus::Scripting,
+            Self::Assembly => PodcastStatus::Assembling,
+        }
+    }
+
+    /// The share of overall progress this stage spans: (start, end), 0 to 1.
+    pub fn progress_span(self) -> (f32, f32) {
+        match self {
+            Self::Research => (0.0, 0.15),
+            Self::Outline => (0.15, 0.3),
+            Self::Script => (0.3, 0.9),
+            Self::Assembly => (0.9, 1.0),
+        }
+    }
+}
+
+text_enum!(
+    /// Why a generation failed or an attempt will be retried: the stable
+    /// `error.code` of a podcast, the `data.code` of FAILED and RETRYING
+    /// events, and `jobs.last_error_code`.
+    FailureCode {
+        /// No language model is configured.
+        ProviderNotConfigured = "PROVIDER_NOT_CONFIGURED",
+        /// The embedded model's file is missing or unusable.
+        ModelMissing = "MODEL_MISSING",
+        /// The provider is down, overloaded or timed out.
+        ProviderUnavailable = "PROVIDER_UNAVAILABLE",
+        /// The provider kept answering 429.
+        ProviderRateLimited = "PROVIDER_RATE_LIMITED",
+        /// The provider refused the credentials.
+        ProviderUnauthorized = "PROVIDER_UNAUTHORIZED",
+        /// The provider account has no quota left.
+        ProviderQuotaExhausted = "PROVIDER_QUOTA_EXHAUSTED",
+        /// The provider answered in a shape the protocol does not allow.
+        ProviderInvalidResponse = "PROVIDER_INVALID_RESPONSE",
+        /// The provider refused the content.
+        ContentFiltered = "CONTENT_FILTERED",
+        /// The provider rejected the request for another reason.
+        ProviderRejected = "PROVIDER_REJECTED",
+        /// The call was cancelled.
+        Cancelled = "CANCELLED",
+        /// The model's output stayed invalid after a repair attempt.
+        ScriptInvalid = "SCRIPT_INVALID",
+        /// The sources do not fit the model's context.
+        SourceTooLong = "SOURCE_TOO_LONG",
+        /// A source address the service must not contact.
+        SourceForbidden = "SOURCE_FORBIDDEN",
+        /// A source could not be reached.
+        SourceUnreachable = "SOURCE_UNREACHABLE",
+        /// Fetching a source timed out.
+        SourceTimeout = "SOURCE_TIMEOUT",
+        /// A source is larger than the limit.
+        SourceTooLarge = "SOURCE_TOO_LARGE",
+        /// A source's type cannot be read.
+        SourceUnsupported = "SOURCE_UNSUPPORTED",
+        /// A source's server answered an error status.
+        SourceHttpError = "SOURCE_HTTP_ERROR",
+        /// A source URL is not valid.
+        SourceInvalidUrl = "SOURCE_INVALID_URL",
+        /// A source held no readable text.
+        SourceEmpty = "SOURCE_EMPTY",
+        /// A stage's stored output is missing.
+        CheckpointMissing = "CHECKPOINT_MISSING",
+        /// A stage's stored output cannot be read.
+        CheckpointInvalid = "CHECKPOINT_INVALID",
+        /// An attempt failed for a reason without a code of its own (a
+        /// database error, a panic); another attempt may succeed.
+        TemporaryFailure = "TEMPORARY_FAILURE",
+        /// The generation gave up for a reason without a code of its own.
+        GenerationFailed = "GENERATION_FAILED",
+        /// A defect in Podforge (a prompt template that does not render, an
+        /// output that does not serialize); logged with details.
+        Internal = "INTERNAL",
     }
 );
 

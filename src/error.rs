@@ -21,8 +21,6 @@ use diesel_async::pooled_connection::deadpool::PoolError;
 pub enum ApiError {
     /// No valid credentials: missing, expired, forged or revoked token, or a wrong password.
     Unauthenticated(String),
-    /// Signed in but not allowed (never used to hide another user's data: that is NotFound).
-    Forbidden(String),
     /// The thing does not exist, or is not the viewer's.
     NotFound(&'static str),
     /// An argument is invalid. `field` is the argument path, e.g. `input.email`.
@@ -54,7 +52,7 @@ impl ApiError {
     /// The message a client may see. Internal details never appear here.
     pub fn message(&self) -> String {
         match self {
-            Self::Unauthenticated(m) | Self::Forbidden(m) | Self::Conflict(m) | Self::RateLimited(m) => m.clone(),
+            Self::Unauthenticated(m) | Self::Conflict(m) | Self::RateLimited(m) => m.clone(),
             Self::NotFound(what) => format!("{what} not found"),
             Self::BadUserInput { field, message } => format!("{field}: {message}"),
             Self::Unavailable(_) => "service temporarily unavailable; retry shortly".into(),
@@ -66,7 +64,6 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
-            Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
@@ -151,7 +148,6 @@ mod tests {
     fn every_variant_has_its_code() {
         let cases = [
             (ApiError::Unauthenticated("x".into()), "UNAUTHENTICATED"),
-            (ApiError::Forbidden("x".into()), "FORBIDDEN"),
             (ApiError::NotFound("podcast"), "NOT_FOUND"),
             (ApiError::bad_input("input.email", "x"), "BAD_USER_INPUT"),
             (ApiError::Conflict("x".into()), "CONFLICT"),

@@ -3,7 +3,10 @@
 //!
 //! Module map (arrows point one way: graphql -> services -> db):
 //! - [`config`]: environment -> typed configuration.
-//! - [`app`]: the shared state and the HTTP router.
+//! - [`app`]: the shared state of a process.
+//! - [`server`]: the HTTP router, its handlers, bind and serve.
+//! - [`wiring`]: providers and pipeline from the configuration.
+//! - [`backoff`]: the one retry schedule.
 //! - [`cli`]: `generate` and `model fetch`.
 //! - [`db`]: connections, migrations, tables and queries (diesel only).
 //! - [`domain`]: ids, statuses and formats shared by every layer.
@@ -14,13 +17,15 @@
 //! - [`listen`]: the process's LISTEN connection.
 //! - [`progress`]: generation events and their fan-out.
 //! - [`pipeline`]: the generation stages and the runner that checkpoints them.
-//! - [`providers`]: language model and research clients, and the mock provider server.
+//! - [`providers`]: language model and research clients.
 //! - [`sources`]: fetching user sources, reducing them to text, chunking and ranking passages.
 //! - [`telemetry`]: logging set-up.
-//! - [`testing`]: test databases and a served app for tests and benchmarks.
+//! - `testing` (feature `test-support`): test databases, a served app and
+//!   mock provider servers for tests and benchmarks.
 
 pub mod app;
 pub mod auth;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -32,7 +37,10 @@ pub mod listen;
 pub mod pipeline;
 pub mod progress;
 pub mod providers;
+pub mod server;
 pub mod services;
 pub mod sources;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
 pub mod testing;
+pub mod wiring;

@@ -15,6 +15,7 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::db::DbTarget;
 
 /// Receives notifications: `(channel, payload)`.
@@ -31,17 +32,19 @@ pub async fn run(
     on_reconnect: OnReconnect,
     shutdown: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(100);
+    let schedule = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(10));
+    let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         match listen_once(&target, &channels, &dispatch, &on_reconnect, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
+                failures += 1;
+                let delay = schedule.delay(failures);
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "LISTEN connection lost; reconnecting");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = shutdown.cancelled() => return,
                 }
-                delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
     }

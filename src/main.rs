@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use podforge::app::{self, App};
 use podforge::config::Config;
-use podforge::{db, graphql, telemetry};
+use podforge::{db, graphql, server, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// Podforge: topic and sources in, podcast episode out, through one GraphQL API.
@@ -38,35 +38,7 @@ enum Command {
     /// Generate one episode from the command line (through the same services
     /// and database as the API), showing live progress; writes
     /// DIR/episode.json and DIR/script.md. Ctrl-C cancels.
-    Generate {
-        /// What the episode is about.
-        #[arg(long)]
-        topic: String,
-        /// A source: a text, Markdown or HTML file, or an http(s) URL (repeatable).
-        #[arg(long = "source")]
-        sources: Vec<String>,
-        /// Host names, comma separated (1 to 4).
-        #[arg(long, value_delimiter = ',', default_value = "Alex,Sam")]
-        hosts: Vec<String>,
-        /// Target length in minutes.
-        #[arg(long, default_value_t = 3)]
-        minutes: i32,
-        /// Language of the episode (BCP-47).
-        #[arg(long, default_value = "en")]
-        language: String,
-        /// Format: deep-dive, brief, interview, debate, monologue, narrative.
-        #[arg(long, default_value = "deep-dive")]
-        format: String,
-        /// Output directory.
-        #[arg(long, default_value = "out")]
-        out: std::path::PathBuf,
-        /// The local user owning the episode (created on first use).
-        #[arg(long, env = "PODFORGE_LOCAL_EMAIL", default_value = "local@podforge.dev")]
-        email: String,
-        /// That user's password, used when creating it.
-        #[arg(long, env = "PODFORGE_LOCAL_PASSWORD", default_value = "offline episodes demo")]
-        password: String,
-    },
+    Generate(podforge::cli::generate::GenerateArgs),
     /// Manage the embedded local model.
     Model {
         #[command(subcommand)]
@@ -150,90 +122,18 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             if let Some(n) = workers {
                 config.jobs.workers = n;
             }
-            let app = App::new(config, true).await?;
-            let (listener, addr) = app::bind(app.config.bind).await?;
-            let shutdown = CancellationToken::new();
-            let background = app.start_background(shutdown.clone(), true);
-            tracing::info!(%addr, workers = app.config.jobs.workers, "serving GraphQL at http://{addr}/graphql");
-            let stop = shutdown.clone();
-            let served = app::serve(listener, app::router(app), async move {
-                app::shutdown_signal().await;
-                stop.cancel();
-            })
-            .await;
-            // Running jobs stop at a safe point and hand back their leases.
-            shutdown.cancel();
-            let _ = background.await;
-            served
+            serve(config).await
         }
         Command::Worker { workers } => {
             if let Some(n) = workers {
                 config.jobs.workers = n;
             }
-            if config.jobs.workers == 0 {
-                anyhow::bail!("a worker needs at least one slot (--workers or PODFORGE_WORKERS)");
-            }
-            let app = App::new(config, true).await?;
-            let shutdown = CancellationToken::new();
-            let background = app.start_background(shutdown.clone(), true);
-            tracing::info!(workers = app.config.jobs.workers, "running generation jobs");
-            app::shutdown_signal().await;
-            shutdown.cancel();
-            let _ = background.await;
-            Ok(())
+            work(config).await
         }
-        Command::Migrate => {
-            app::install_crypto_provider();
-            let (_, target) = db::connect::build_pool(&config.database)?;
-            db::connect::check_reachable(&target, config.database.create_if_missing).await?;
-            let applied = db::migrate::run(&target).await?;
-            if applied.is_empty() {
-                println!("database {} is up to date", target.describe());
-            } else {
-                println!(
-                    "applied {} migration(s) to {}: {}",
-                    applied.len(),
-                    target.describe(),
-                    applied.join(", ")
-                );
-            }
-            Ok(())
-        }
-        Command::Generate {
-            topic,
-            sources,
-            hosts,
-            minutes,
-            language,
-            format,
-            out,
-            email,
-            password,
-        } => {
-            let format = match format.replace('-', "_").as_str() {
-                "deep_dive" => podforge::domain::PodcastFormat::DeepDive,
-                "brief" => podforge::domain::PodcastFormat::Brief,
-                "interview" => podforge::domain::PodcastFormat::Interview,
-                "debate" => podforge::domain::PodcastFormat::Debate,
-                "monologue" => podforge::domain::PodcastFormat::Monologue,
-                "narrative" => podforge::domain::PodcastFormat::Narrative,
-                other => anyhow::bail!(
-                    "--format {other} is not one of deep-dive, brief, interview, debate, monologue, narrative"
-                ),
-            };
+        Command::Migrate => migrate(&config).await,
+        Command::Generate(args) => {
             config.jobs.workers = config.jobs.workers.max(1);
             let app = App::new(config, true).await?;
-            let args = podforge::cli::generate::GenerateArgs {
-                topic,
-                sources,
-                hosts,
-                minutes,
-                language,
-                format,
-                out,
-                email,
-                password,
-            };
             let written = podforge::cli::generate::run(app, args).await?;
             let dir = written.parent().map(|d| d.display().to_string()).unwrap_or_default();
             println!("wrote {} and {dir}/script.md", written.display());
@@ -241,20 +141,77 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Model {
             command: ModelCommand::Fetch,
-        } => {
-            app::install_crypto_provider();
-            let path = match &config.providers.model_path {
-                Some(p) => p.clone(),
-                None => podforge::providers::local_llm::default_model_path(&config.providers.data_dir),
-            };
-            let dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-            let fetched = podforge::providers::local::fetch_default_model(&dir).await?;
-            if fetched != path {
-                std::fs::rename(&fetched, &path)?;
-            }
-            println!("model ready at {}", path.display());
-            Ok(())
-        }
+        } => fetch_models(&config).await,
         Command::Schema => Ok(()),
     }
+}
+
+/// `podforge serve`: the API and, unless 0, generation workers, until a
+/// shutdown signal; running jobs then stop at a safe point and hand back
+/// their leases.
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::new(config, true).await?;
+    let (listener, addr) = server::bind(app.config.bind).await?;
+    let shutdown = CancellationToken::new();
+    let background = app.start_background(shutdown.clone(), true);
+    tracing::info!(%addr, workers = app.config.jobs.workers, "serving GraphQL at http://{addr}/graphql");
+    let stop = shutdown.clone();
+    let served = server::serve(listener, server::router(app), async move {
+        server::shutdown_signal().await;
+        stop.cancel();
+    })
+    .await;
+    shutdown.cancel();
+    let _ = background.await;
+    served
+}
+
+/// `podforge worker`: generation workers only, until a shutdown signal.
+async fn work(config: Config) -> anyhow::Result<()> {
+    if config.jobs.workers == 0 {
+        anyhow::bail!("a worker needs at least one slot (--workers or PODFORGE_WORKERS)");
+    }
+    let app = App::new(config, true).await?;
+    let shutdown = CancellationToken::new();
+    let background = app.start_background(shutdown.clone(), true);
+    tracing::info!(workers = app.config.jobs.workers, "running generation jobs");
+    server::shutdown_signal().await;
+    shutdown.cancel();
+    let _ = background.await;
+    Ok(())
+}
+
+/// `podforge migrate`: pending migrations under the advisory lock.
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    app::install_crypto_provider();
+    let (_, target) = db::connect::build_pool(&config.database)?;
+    db::connect::check_reachable(&target, config.database.create_if_missing).await?;
+    let applied = db::migrate::run(&target).await?;
+    if applied.is_empty() {
+        println!("database {} is up to date", target.describe());
+    } else {
+        println!(
+            "applied {} migration(s) to {}: {}",
+            applied.len(),
+            target.describe(),
+            applied.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `podforge model fetch`: the embedded model, verified, under the data directory.
+async fn fetch_models(config: &Config) -> anyhow::Result<()> {
+    app::install_crypto_provider();
+    let path = match &config.providers.model_path {
+        Some(p) => p.clone(),
+        None => podforge::providers::local_llm::default_model_path(&config.providers.data_dir),
+    };
+    let dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let fetched = podforge::providers::local::fetch_default_model(&dir).await?;
+    if fetched != path {
+        std::fs::rename(&fetched, &path)?;
+    }
+    println!("model ready at {}", path.display());
+    Ok(())
 }

@@ -57,19 +57,6 @@ impl RequestAuth {
         }
     }
 
-    /// No credentials at all.
-    pub fn anonymous() -> Self {
-        Self {
-            presented: Presented::Nothing,
-            checked: OnceCell::new(),
-        }
-    }
-
-    /// True when a token was presented that failed signature or expiry checks.
-    pub fn is_invalid(&self) -> bool {
-        matches!(self.presented, Presented::Invalid(_))
-    }
-
     /// The viewer, or UNAUTHENTICATED when no valid, unrevoked token came with the request.
     pub async fn viewer(&self, pool: &DbPool) -> ApiResult<Viewer> {
         self.checked

@@ -18,33 +18,50 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::auth::Viewer;
-use crate::domain::{Host, PodcastFormat, PodcastId, SessionId, SourceRequest};
+use crate::domain::{Host, PodcastFormat, PodcastId, SessionId, SourceRequest, StageKind};
 use crate::pipeline::episode::{Assembly, Outline, Research, Script, Turn};
 use crate::progress::EventKind;
 use crate::progress::hub::event_stream;
 use crate::services::{accounts, generation, library};
 
-/// What to generate.
-#[derive(Debug, Clone)]
+/// What to generate: the arguments of `podforge generate`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct GenerateArgs {
-    /// The topic.
+    /// What the episode is about.
+    #[arg(long)]
     pub topic: String,
-    /// Files (text, Markdown or HTML) or http(s) URLs.
+    /// A source: a text, Markdown or HTML file, or an http(s) URL (repeatable).
+    #[arg(long = "source")]
     pub sources: Vec<String>,
-    /// Host names.
+    /// Host names, comma separated (1 to 4).
+    #[arg(long, value_delimiter = ',', default_value = "Alex,Sam")]
     pub hosts: Vec<String>,
-    /// Target length, minutes.
+    /// Target length in minutes.
+    #[arg(long, default_value_t = 3)]
     pub minutes: i32,
-    /// BCP-47 language.
+    /// Language of the episode (BCP-47).
+    #[arg(long, default_value = "en")]
     pub language: String,
-    /// Format.
+    /// Format: deep-dive, brief, interview, debate, monologue, narrative.
+    #[arg(long, default_value = "deep-dive", value_parser = parse_format)]
     pub format: PodcastFormat,
     /// Output directory for `episode.json` and `script.md`.
+    #[arg(long, default_value = "out")]
     pub out: PathBuf,
-    /// Email of the local user owning the episode.
+    /// The local user owning the episode (created on first use).
+    #[arg(long, env = "PODFORGE_LOCAL_EMAIL", default_value = "local@podforge.dev")]
     pub email: String,
-    /// Password of the local user (used only when creating it).
+    /// That user's password, used only when creating it.
+    #[arg(long, env = "PODFORGE_LOCAL_PASSWORD", default_value = "offline episodes demo")]
     pub password: String,
+}
+
+/// Parses `--format`: a [`PodcastFormat`] with `-` or `_` between words.
+fn parse_format(value: &str) -> Result<PodcastFormat, String> {
+    value
+        .replace('-', "_")
+        .parse()
+        .map_err(|_| format!("{value} is not one of deep-dive, brief, interview, debate, monologue, narrative"))
 }
 
 /// Reads `--source` values into source requests: URLs as given, files read
@@ -221,16 +238,16 @@ async fn follow(app: &Arc<App>, viewer: &Viewer, id: PodcastId) -> anyhow::Resul
             item = stream.next() => {
                 let Some(event) = item else { bail!("the event stream ended early") };
                 let event = event?;
-                if let Some(s) = &event.stage {
-                    stage.clone_from(s);
+                if let Some(s) = event.stage {
+                    s.as_str().clone_into(&mut stage);
                 }
                 progress = event.progress;
                 let rate = tokens_per_second(app, &mut rate_start);
                 display.update(&stage, progress, &event.message, rate);
-                if display.bar.is_some() && matches!(event.kind(), Some(EventKind::Warning | EventKind::Retrying)) {
+                if display.bar.is_some() && matches!(event.kind, EventKind::Warning | EventKind::Retrying) {
                     eprintln!("{}: {}", event.kind, event.message);
                 }
-                if let Some(kind) = event.kind().filter(|k| k.is_terminal()) {
+                if let Some(kind) = Some(event.kind).filter(|k| k.is_terminal()) {
                     display.finish();
                     eprintln!("{}: {}", kind.as_str(), event.message);
                     return Ok(kind);
@@ -267,11 +284,16 @@ async fn write_outputs(app: &App, viewer: &Viewer, id: PodcastId, out: &Path) ->
         .map_err(anyhow::Error::from)?
         .context("the podcast disappeared")?;
     let stages = library::stage_outputs(app, id).await.map_err(anyhow::Error::from)?;
-    let get = |name: &str| stages.get(name).cloned().context("a stage output is missing");
-    let research: Research = serde_json::from_value(get("research")?)?;
-    let outline: Outline = serde_json::from_value(get("outline")?)?;
-    let script: Script = serde_json::from_value(get("script")?)?;
-    let assembly: Assembly = serde_json::from_value(get("assembly")?)?;
+    let get = |stage: StageKind| {
+        stages
+            .get(&stage)
+            .cloned()
+            .with_context(|| format!("the {stage} stage's output is missing"))
+    };
+    let research: Research = serde_json::from_value(get(StageKind::Research)?)?;
+    let outline: Outline = serde_json::from_value(get(StageKind::Outline)?)?;
+    let script: Script = serde_json::from_value(get(StageKind::Script)?)?;
+    let assembly: Assembly = serde_json::from_value(get(StageKind::Assembly)?)?;
     let episode = json!({
         "id": p.id,
         "title": assembly.title,

@@ -7,10 +7,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::{podcast_stages, podcasts};
-use crate::domain::PodcastId;
+use crate::domain::{FailureCode, PodcastId, StageKind};
 
 /// A stored checkpoint: `(stage, output, usage)`.
-pub type Checkpoint = (String, serde_json::Value, serde_json::Value);
+pub type Checkpoint = (StageKind, serde_json::Value, serde_json::Value);
 
 /// Every finished stage of `podcast`.
 pub async fn checkpoints(conn: &mut AsyncPgConnection, podcast: PodcastId) -> QueryResult<Vec<Checkpoint>> {
@@ -26,7 +26,7 @@ pub async fn checkpoints(conn: &mut AsyncPgConnection, podcast: PodcastId) -> Qu
 pub async fn insert_checkpoint(
     conn: &mut AsyncPgConnection,
     podcast: PodcastId,
-    stage: &str,
+    stage: StageKind,
     output: &serde_json::Value,
     usage: &serde_json::Value,
     started_at: DateTime<Utc>,
@@ -102,13 +102,13 @@ pub async fn publish_episode(
 pub async fn set_error(
     conn: &mut AsyncPgConnection,
     podcast: PodcastId,
-    code: &str,
+    code: FailureCode,
     message: &str,
     retryable: bool,
 ) -> QueryResult<()> {
     diesel::update(podcasts::table.find(podcast))
         .set((
-            podcasts::error_code.eq(code),
+            podcasts::error_code.eq(code.as_str()),
             podcasts::error_message.eq(message),
             podcasts::error_retryable.eq(retryable),
         ))

@@ -12,7 +12,7 @@ use diesel::sql_types::{Bool, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::podcasts;
-use crate::domain::{PodcastFormat, PodcastId, PodcastStatus, UserId};
+use crate::domain::{PodcastFormat, PodcastId, PodcastStatus, StageKind, UserId};
 
 /// A stored podcast (all columns but the generated search vector).
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -27,7 +27,7 @@ pub struct Podcast {
     /// Lifecycle status.
     pub status: PodcastStatus,
     /// Stage running or last run.
-    pub stage: Option<String>,
+    pub stage: Option<StageKind>,
     /// 0.0 to 1.0.
     pub progress: f32,
     /// Episode format.
@@ -207,11 +207,11 @@ pub async fn requeue(conn: &mut AsyncPgConnection, id: PodcastId) -> QueryResult
 pub async fn stage_outputs(
     conn: &mut AsyncPgConnection,
     id: PodcastId,
-) -> QueryResult<Vec<(String, serde_json::Value)>> {
+) -> QueryResult<Vec<(StageKind, serde_json::Value)>> {
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = Text)]
-        stage: String,
+        stage: StageKind,
         #[diesel(sql_type = diesel::sql_types::Jsonb)]
         output: serde_json::Value,
     }

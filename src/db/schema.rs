@@ -94,6 +94,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
+        last_error_code -> Nullable<Text>,
     }
 }
 

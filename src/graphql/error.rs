@@ -1,7 +1,7 @@
 //! The one place where errors become GraphQL errors with `extensions.code`.
 //!
 //! Codes (stable, documented in README):
-//! - from services ([`ApiError`]): UNAUTHENTICATED, FORBIDDEN, NOT_FOUND,
+//! - from services ([`ApiError`]): UNAUTHENTICATED, NOT_FOUND,
 //!   BAD_USER_INPUT (with `extensions.field`), CONFLICT, RATE_LIMITED,
 //!   UNAVAILABLE, INTERNAL_SERVER_ERROR;
 //! - from the GraphQL engine: GRAPHQL_PARSE_FAILED (syntax),
@@ -141,7 +141,6 @@ mod tests {
     #[test]
     fn every_api_error_maps_to_its_code() {
         assert_eq!(gql(ApiError::Unauthenticated("x".into())).0, "UNAUTHENTICATED");
-        assert_eq!(gql(ApiError::Forbidden("x".into())).0, "FORBIDDEN");
         assert_eq!(gql(ApiError::NotFound("podcast")).0, "NOT_FOUND");
         assert_eq!(gql(ApiError::Conflict("x".into())).0, "CONFLICT");
         assert_eq!(gql(ApiError::RateLimited("x".into())).0, "RATE_LIMITED");

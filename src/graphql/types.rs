@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::{app, viewer};
 use crate::db::podcasts::{LibraryFilter, Order, Podcast as PodcastRow};
 use crate::db::users::User as UserRow;
-use crate::domain;
+use crate::domain::{self, StageKind};
 use crate::pipeline::episode;
 use crate::services::accounts::AuthTokens;
 use crate::services::library;
@@ -85,6 +85,20 @@ pub enum PodcastStatus {
     Cancelled,
 }
 
+/// The stages of a generation, in running order.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::StageKind")]
+pub enum GenerationStage {
+    /// Numbered sources from research and the user's sources.
+    Research,
+    /// The narrative plan.
+    Outline,
+    /// The hosts' turns, segment by segment.
+    Script,
+    /// Intro, outro, metadata and show notes.
+    Assembly,
+}
+
 /// The shape of an episode.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "crate::domain::PodcastFormat")]
@@ -129,7 +143,7 @@ pub struct Podcast {
     /// The stored row.
     pub row: PodcastRow,
     /// Stage outputs, read once per podcast when a field needs them.
-    stages: tokio::sync::OnceCell<std::collections::HashMap<String, serde_json::Value>>,
+    stages: tokio::sync::OnceCell<std::collections::HashMap<StageKind, serde_json::Value>>,
 }
 
 impl From<PodcastRow> for Podcast {
@@ -146,13 +160,13 @@ impl Podcast {
     async fn stage_output<T: serde::de::DeserializeOwned>(
         &self,
         ctx: &Context<'_>,
-        stage: &str,
+        stage: StageKind,
     ) -> async_graphql::Result<Option<T>> {
         let stages = self
             .stages
             .get_or_try_init(|| library::stage_outputs(app(ctx), self.row.id))
             .await?;
-        Ok(stages.get(stage).and_then(|v| serde_json::from_value(v.clone()).ok()))
+        Ok(stages.get(&stage).and_then(|v| serde_json::from_value(v.clone()).ok()))
     }
 }
 
@@ -176,9 +190,9 @@ impl Podcast {
     async fn status(&self) -> PodcastStatus {
         self.row.status.into()
     }
-    /// The pipeline stage running or last run: `research`, `outline`, `script` or `assembly`.
-    async fn stage(&self) -> Option<&str> {
-        self.row.stage.as_deref()
+    /// The pipeline stage running or last run; null before the first starts.
+    async fn stage(&self) -> Option<GenerationStage> {
+        self.row.stage.map(Into::into)
     }
     /// Overall progress from 0.0 to 1.0.
     async fn progress(&self) -> f64 {
@@ -245,7 +259,7 @@ impl Podcast {
     }
     /// The numbered sources (after the research stage); turns cite their `number`.
     async fn sources(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Source>> {
-        let research: Option<episode::Research> = self.stage_output(ctx, "research").await?;
+        let research: Option<episode::Research> = self.stage_output(ctx, StageKind::Research).await?;
         Ok(research
             .map(|r| r.sources.into_iter().map(Source).collect())
             .unwrap_or_default())
@@ -253,15 +267,15 @@ impl Podcast {
     /// The narrative plan (after the outline stage).
     async fn outline(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Outline>> {
         Ok(self
-            .stage_output::<episode::Outline>(ctx, "outline")
+            .stage_output::<episode::Outline>(ctx, StageKind::Outline)
             .await?
             .map(Outline))
     }
     /// The script: intro, segments of turns, outro (segments after the script
     /// stage, intro and outro after assembly).
     async fn script(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Script>> {
-        let script: Option<episode::Script> = self.stage_output(ctx, "script").await?;
-        let assembly: Option<episode::Assembly> = self.stage_output(ctx, "assembly").await?;
+        let script: Option<episode::Script> = self.stage_output(ctx, StageKind::Script).await?;
+        let assembly: Option<episode::Assembly> = self.stage_output(ctx, StageKind::Assembly).await?;
         Ok(script.map(|s| Script {
             intro: assembly.as_ref().map(|a| a.intro.clone()).unwrap_or_default(),
             segments: s.segments,
@@ -270,7 +284,7 @@ impl Podcast {
     }
     /// Chapters with estimated start times (after assembly).
     async fn chapters(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Chapter>> {
-        let assembly: Option<episode::Assembly> = self.stage_output(ctx, "assembly").await?;
+        let assembly: Option<episode::Assembly> = self.stage_output(ctx, StageKind::Assembly).await?;
         Ok(assembly
             .map(|a| a.chapters.into_iter().map(Chapter).collect())
             .unwrap_or_default())
@@ -497,6 +511,7 @@ pub struct GeneratePodcastInput {
 
 /// Kinds of generation events.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::progress::EventKind")]
 pub enum GenerationEventKind {
     /// A stage began; `stage` names it.
     StageStarted,
@@ -514,22 +529,6 @@ pub enum GenerationEventKind {
     Failed,
     /// The generation was cancelled. Terminal.
     Cancelled,
-}
-
-impl GenerationEventKind {
-    fn from_progress(kind: Option<crate::progress::EventKind>) -> Self {
-        use crate::progress::EventKind as K;
-        match kind {
-            Some(K::StageStarted) => Self::StageStarted,
-            Some(K::StageCompleted) => Self::StageCompleted,
-            Some(K::Artifact) => Self::Artifact,
-            Some(K::Retrying) => Self::Retrying,
-            Some(K::Completed) => Self::Completed,
-            Some(K::Failed) => Self::Failed,
-            Some(K::Cancelled) => Self::Cancelled,
-            Some(K::Warning) | None => Self::Warning,
-        }
-    }
 }
 
 /// One step of a generation, from the podcast's append-only event stream.
@@ -550,11 +549,11 @@ impl GenerationEvent {
     }
     /// What happened.
     async fn kind(&self) -> GenerationEventKind {
-        GenerationEventKind::from_progress(self.0.kind())
+        self.0.kind.into()
     }
-    /// The stage concerned: `research`, `outline`, `script` or `assembly`.
-    async fn stage(&self) -> Option<&str> {
-        self.0.stage.as_deref()
+    /// The stage concerned, if any.
+    async fn stage(&self) -> Option<GenerationStage> {
+        self.0.stage.map(Into::into)
     }
     /// The podcast's status once this happened.
     async fn status(&self) -> PodcastStatus {

@@ -20,6 +20,8 @@ use diesel::sql_types::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::Failure;
+
 /// NOTIFY channel woken on enqueue (payload: the job kind).
 pub const JOBS_CHANNEL: &str = "podforge_jobs";
 /// NOTIFY channel asking the worker running a job to stop (payload: job id).
@@ -49,6 +51,9 @@ pub struct Job {
     /// Error of the previous attempt.
     #[diesel(sql_type = Nullable<Text>)]
     pub last_error: Option<String>,
+    /// Stable code of the previous attempt's error, when it had one.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub last_error_code: Option<String>,
 }
 
 /// A job to insert.
@@ -146,7 +151,7 @@ pub async fn claim(
                  ORDER BY priority DESC, run_at
                  LIMIT 1
                  FOR UPDATE SKIP LOCKED)
-         RETURNING id, kind, payload, attempts, max_attempts, cancel_requested, last_error",
+         RETURNING id, kind, payload, attempts, max_attempts, cancel_requested, last_error, last_error_code",
     )
     .bind::<SqlUuid, _>(worker)
     .bind::<Interval, _>(interval(lease))
@@ -214,7 +219,7 @@ pub async fn finish(
     job: Uuid,
     worker: Uuid,
     how: Finish,
-    error: Option<&str>,
+    error: Option<&Failure>,
 ) -> QueryResult<bool> {
     let status = match how {
         Finish::Succeeded => "succeeded",
@@ -223,13 +228,15 @@ pub async fn finish(
     };
     diesel::sql_query(
         "UPDATE jobs SET status = $3, lease_owner = NULL, lease_expires_at = NULL, finished_at = now(),
-                updated_at = now(), last_error = COALESCE($4, last_error)
+                updated_at = now(), last_error = COALESCE($4, last_error),
+                last_error_code = CASE WHEN $4 IS NULL THEN last_error_code ELSE $5 END
           WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
     )
     .bind::<SqlUuid, _>(job)
     .bind::<SqlUuid, _>(worker)
     .bind::<Text, _>(status)
-    .bind::<Nullable<Text>, _>(error)
+    .bind::<Nullable<Text>, _>(error.map(|e| e.message.as_str()))
+    .bind::<Nullable<Text>, _>(error.and_then(|e| e.code.as_deref()))
     .execute(conn)
     .await
     .map(|n| n == 1)
@@ -242,17 +249,18 @@ pub async fn retry_at(
     job: Uuid,
     worker: Uuid,
     run_at: DateTime<Utc>,
-    error: &str,
+    error: &Failure,
 ) -> QueryResult<bool> {
     diesel::sql_query(
         "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, run_at = $3,
-                last_error = $4, updated_at = now()
+                last_error = $4, last_error_code = $5, updated_at = now()
           WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
     )
     .bind::<SqlUuid, _>(job)
     .bind::<SqlUuid, _>(worker)
     .bind::<Timestamptz, _>(run_at)
-    .bind::<Text, _>(error)
+    .bind::<Text, _>(&error.message)
+    .bind::<Nullable<Text>, _>(error.code.as_deref())
     .execute(conn)
     .await
     .map(|n| n == 1)
@@ -312,29 +320,4 @@ pub async fn request_cancel(conn: &mut AsyncPgConnection, unique_key: &str) -> Q
         Some(r) if r.status == "cancelled" => CancelRequest::CancelledQueued(r.id),
         Some(r) => CancelRequest::Requested(r.id),
     })
-}
-
-/// Backoff before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped at
-/// `max`, plus up to 20% random jitter so retries of many jobs spread out.
-pub fn backoff(attempts: i32, base: Duration, max: Duration) -> Duration {
-    let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-    let delay = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
-    let jitter = delay.mul_f64(rand::random::<f64>() * 0.2);
-    delay + jitter
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let base = Duration::from_secs(2);
-        let max = Duration::from_secs(60);
-        let d1 = backoff(1, base, max);
-        let d3 = backoff(3, base, max);
-        assert!(d1 >= base && d1 <= base.mul_f64(1.2));
-        assert!(d3 >= Duration::from_secs(8) && d3 <= Duration::from_secs(8).mul_f64(1.2));
-        assert!(backoff(30, base, max) <= max.mul_f64(1.2));
-    }
 }

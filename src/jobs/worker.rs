@@ -15,8 +15,13 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::queue::{self, Finish, Job};
-use super::{JobHandler, JobOutcome};
+use super::{Failure, JobHandler, JobOutcome};
+use crate::backoff::Backoff;
 use crate::db::DbPool;
+
+/// Waits of a slot whose claims fail (the database is down): 200 ms growing
+/// to 5 s, jittered so the slots of many processes do not return together.
+const CLAIM_BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(200), Duration::from_secs(5));
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -185,7 +190,7 @@ impl Workers {
                 Err(e) => {
                     // Database down: back off, keep trying.
                     failures += 1;
-                    let delay = Duration::from_millis(200 * u64::from(failures.min(25)));
+                    let delay = CLAIM_BACKOFF.delay(failures);
                     tracing::warn!(error = %e, "claiming a job failed; retrying in {delay:?}");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
@@ -202,17 +207,29 @@ impl Workers {
         };
         if job.attempts > job.max_attempts {
             // Claimed again after its last attempt's worker died.
-            let reason = format!(
-                "gave up after {} attempts; last error: {}",
-                job.max_attempts,
-                job.last_error.as_deref().unwrap_or("the worker stopped responding")
-            );
-            tracing::error!(reason = %reason, "job failed");
-            if self.record(&job, Record::Finish(Finish::Failed, Some(&reason))).await {
-                handler.on_gave_up(&job, &reason).await;
+            let failure = Failure {
+                code: job.last_error_code.clone(),
+                message: format!(
+                    "gave up after {} attempts; last error: {}",
+                    job.max_attempts,
+                    job.last_error.as_deref().unwrap_or("the worker stopped responding")
+                ),
+            };
+            tracing::error!(reason = %failure, "job failed");
+            if self.record(&job, Record::Finish(Finish::Failed, Some(&failure))).await {
+                handler.on_gave_up(&job, &failure).await;
             }
             return;
         }
+        let started = std::time::Instant::now();
+        let (outcome, ctx) = self.attempt(&handler, &job).await;
+        self.settle(&handler, &job, &ctx, outcome, started.elapsed().as_millis() as u64)
+            .await;
+    }
+
+    /// Runs one attempt on its own task (a panic is caught as a failed
+    /// attempt) with the lease renewed meanwhile.
+    async fn attempt(&self, handler: &Arc<dyn JobHandler>, job: &Job) -> (JobOutcome, JobContext) {
         let ctx = JobContext {
             worker_id: self.id,
             token: CancellationToken::new(),
@@ -233,7 +250,6 @@ impl Workers {
             ctx.clone(),
         ));
 
-        let started = std::time::Instant::now();
         let run = {
             let (handler, job, ctx) = (handler.clone(), job.clone(), ctx.clone());
             tokio::spawn(async move { handler.run(&job, ctx).await }.in_current_span())
@@ -248,59 +264,71 @@ impl Workers {
                     .or_else(|p| p.downcast::<&'static str>().map(|s| (*s).to_owned()))
                     .unwrap_or_else(|_| "unknown panic".to_owned());
                 JobOutcome::Retry {
-                    error: anyhow::anyhow!("the job panicked: {message}"),
+                    error: Failure::new(format!("the job panicked: {message}")),
                     after: None,
                 }
             }
             Err(e) => JobOutcome::Retry {
-                error: anyhow::anyhow!("the job task was aborted: {e}"),
+                error: Failure::new(format!("the job task was aborted: {e}")),
                 after: None,
             },
         };
         heartbeat.abort();
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.id);
-        let duration_ms = started.elapsed().as_millis() as u64;
 
+        (outcome, ctx)
+    }
+
+    /// Records how an attempt ended: success, cancel, hand-back, a retry
+    /// after backoff (or the failure's own delay), or failure for good.
+    async fn settle(
+        &self,
+        handler: &Arc<dyn JobHandler>,
+        job: &Job,
+        ctx: &JobContext,
+        outcome: JobOutcome,
+        duration_ms: u64,
+    ) {
         match outcome {
             JobOutcome::Succeeded => {
-                if self.record(&job, Record::Finish(Finish::Succeeded, None)).await {
+                if self.record(job, Record::Finish(Finish::Succeeded, None)).await {
                     tracing::info!(duration_ms, "job succeeded");
                 }
             }
             JobOutcome::Stopped => match ctx.stop_reason() {
                 Some(StopReason::Cancelled) => {
-                    self.record(&job, Record::Finish(Finish::Cancelled, None)).await;
+                    self.record(job, Record::Finish(Finish::Cancelled, None)).await;
                     tracing::info!(duration_ms, "job cancelled");
                 }
                 Some(StopReason::Shutdown) | None => {
-                    self.record(&job, Record::Release).await;
+                    self.record(job, Record::Release).await;
                     tracing::info!(duration_ms, "job handed back for shutdown");
                 }
                 Some(StopReason::LeaseLost) => tracing::warn!("job stopped: lease lost"),
             },
             JobOutcome::Retry { error, after } => {
-                let text = format!("{error:#}");
                 if job.attempts >= job.max_attempts {
-                    let reason = format!("gave up after {} attempts: {text}", job.attempts);
-                    tracing::error!(error = %text, duration_ms, "job failed for good");
-                    if self.record(&job, Record::Finish(Finish::Failed, Some(&reason))).await {
-                        handler.on_gave_up(&job, &reason).await;
+                    tracing::error!(error = %error, duration_ms, "job failed for good");
+                    let failure = Failure {
+                        message: format!("gave up after {} attempts: {}", job.attempts, error.message),
+                        code: error.code,
+                    };
+                    if self.record(job, Record::Finish(Finish::Failed, Some(&failure))).await {
+                        handler.on_gave_up(job, &failure).await;
                     }
                 } else {
-                    let delay = after.unwrap_or_else(|| {
-                        queue::backoff(job.attempts, self.config.backoff_base, self.config.backoff_max)
-                    });
+                    let schedule = Backoff::doubling(self.config.backoff_base, self.config.backoff_max);
+                    let delay = after.unwrap_or_else(|| schedule.delay(u32::try_from(job.attempts).unwrap_or(1)));
                     let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                    tracing::warn!(error = %text, retry_in_ms = delay.as_millis() as u64, "job attempt failed; retrying");
-                    if self.record(&job, Record::RetryAt(at, &text)).await {
-                        handler.on_retry(&job, &text, at).await;
+                    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "job attempt failed; retrying");
+                    if self.record(job, Record::RetryAt(at, &error)).await {
+                        handler.on_retry(job, &error, at).await;
                     }
                 }
             }
             JobOutcome::Failed(error) => {
-                let text = format!("{error:#}");
-                tracing::warn!(error = %text, duration_ms, "job failed");
-                self.record(&job, Record::Finish(Finish::Failed, Some(&text))).await;
+                tracing::warn!(error = %error, duration_ms, "job failed");
+                self.record(job, Record::Finish(Finish::Failed, Some(&error))).await;
             }
         }
     }
@@ -335,8 +363,8 @@ impl Workers {
 
 /// A lease-conditional write of a job's outcome.
 enum Record<'a> {
-    Finish(Finish, Option<&'a str>),
-    RetryAt(chrono::DateTime<chrono::Utc>, &'a str),
+    Finish(Finish, Option<&'a Failure>),
+    RetryAt(chrono::DateTime<chrono::Utc>, &'a Failure),
     Release,
 }
 

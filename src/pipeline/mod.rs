@@ -24,59 +24,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::db::podcasts::Podcast;
-use crate::domain::PodcastStatus;
+use crate::domain::FailureCode;
+pub use crate::domain::StageKind;
 use crate::progress::{EventKind, NewEvent};
 
 pub use runner::{GeneratePodcast, JOB_KIND};
-
-/// The four stages, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StageKind {
-    /// Numbered sources from the research provider and the user's sources.
-    Research,
-    /// The narrative plan.
-    Outline,
-    /// The hosts' turns, segment by segment.
-    Script,
-    /// Intro, outro, metadata, show notes.
-    Assembly,
-}
-
-impl StageKind {
-    /// All stages in running order.
-    pub const ALL: [StageKind; 4] = [Self::Research, Self::Outline, Self::Script, Self::Assembly];
-
-    /// Stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Research => "research",
-            Self::Outline => "outline",
-            Self::Script => "script",
-            Self::Assembly => "assembly",
-        }
-    }
-
-    /// The podcast status while this stage runs.
-    pub fn status(self) -> PodcastStatus {
-        match self {
-            Self::Research => PodcastStatus::Researching,
-            Self::Outline => PodcastStatus::Outlining,
-            Self::Script => PodcastStatus::Scripting,
-            Self::Assembly => PodcastStatus::Assembling,
-        }
-    }
-
-    /// The share of overall progress this stage spans: (start, end), 0 to 1.
-    pub fn progress_span(self) -> (f32, f32) {
-        match self {
-            Self::Research => (0.0, 0.15),
-            Self::Outline => (0.15, 0.3),
-            Self::Script => (0.3, 0.9),
-            Self::Assembly => (0.9, 1.0),
-        }
-    }
-}
 
 /// Provider usage of one stage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +66,7 @@ pub struct StageOutput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageError {
     /// Stable code shown to the user, e.g. `PROVIDER_UNAVAILABLE`, `SCRIPT_INVALID`.
-    pub code: String,
+    pub code: FailureCode,
     /// Human-readable explanation (no secrets, no prompts).
     pub message: String,
     /// Whether running the stage again may succeed.
@@ -125,9 +77,9 @@ pub struct StageError {
 
 impl StageError {
     /// A failure that another attempt will not fix.
-    pub fn fatal(code: &str, message: impl Into<String>) -> Self {
+    pub fn fatal(code: FailureCode, message: impl Into<String>) -> Self {
         Self {
-            code: code.to_owned(),
+            code,
             message: message.into(),
             retryable: false,
             retry_after: None,
@@ -135,9 +87,9 @@ impl StageError {
     }
 
     /// A failure that another attempt may fix.
-    pub fn retryable(code: &str, message: impl Into<String>) -> Self {
+    pub fn retryable(code: FailureCode, message: impl Into<String>) -> Self {
         Self {
-            code: code.to_owned(),
+            code,
             message: message.into(),
             retryable: true,
             retry_after: None,
@@ -199,7 +151,7 @@ impl StageContext<'_> {
         self.events
             .emit(
                 NewEvent::new(EventKind::Artifact, message)
-                    .stage(self.stage.as_str())
+                    .stage(self.stage)
                     .data(data)
                     .progress(self.progress_at(fraction))
                     .dedupe(format!("artifact:{}:{}:{key}", self.run, self.stage.as_str())),
@@ -224,7 +176,7 @@ impl StageContext<'_> {
         self.events
             .emit(
                 NewEvent::new(EventKind::Warning, message)
-                    .stage(self.stage.as_str())
+                    .stage(self.stage)
                     .data(serde_json::json!({ "code": code }))
                     .dedupe(format!("warning:{}:{}:{key}", self.run, self.stage.as_str())),
             )
@@ -236,7 +188,7 @@ impl StageContext<'_> {
         self.events
             .emit(
                 NewEvent::new(EventKind::Retrying, message)
-                    .stage(self.stage.as_str())
+                    .stage(self.stage)
                     .data(serde_json::json!({ "delayMs": delay.as_millis() as u64 }))
                     .dedupe(format!("retrying:{}:{}:{key}", self.run, self.stage.as_str())),
             )
@@ -263,7 +215,7 @@ pub struct Pipeline {
     /// The language model the stages use, if any (for names and live stats).
     pub llm: Option<Arc<dyn crate::providers::LanguageModel>>,
     /// Why generations cannot run (`(code, message)`), when no model is usable.
-    pub unavailable: Option<(&'static str, String)>,
+    pub unavailable: Option<(FailureCode, String)>,
 }
 
 impl Pipeline {
@@ -282,14 +234,14 @@ impl Pipeline {
     /// service never invents content when no language model is available.
     pub fn unconfigured() -> Self {
         Self::unavailable(
-            "PROVIDER_NOT_CONFIGURED",
+            FailureCode::ProviderNotConfigured,
             "no language model is configured: set OPENAI_API_KEY (or OPENAI_BASE_URL), or PODFORGE_LLM=local with a fetched model",
         )
     }
 
     /// A pipeline whose every stage fails with `code` and `message` (no
     /// usable language model), so nothing is ever invented.
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unavailable(code: FailureCode, message: impl Into<String>) -> Self {
         let message: String = message.into();
         Self {
             stages: StageKind::ALL
@@ -302,7 +254,7 @@ impl Pipeline {
     }
 }
 
-struct Unconfigured(StageKind, &'static str, String);
+struct Unconfigured(StageKind, FailureCode, String);
 
 #[async_trait::async_trait]
 impl Stage for Unconfigured {

@@ -8,11 +8,11 @@ use diesel::QueryResult;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::{Deserialize, Serialize};
 
-use super::{EpisodeMetadata, EventSink, Pipeline, StageContext, StageError, StageKind, Usage};
+use super::{EpisodeMetadata, EventSink, Pipeline, Stage, StageContext, StageError, StageKind, Usage};
 use crate::db::{DbPool, generation, podcasts as podcast_rows};
-use crate::domain::{PodcastId, PodcastStatus, UserId};
+use crate::domain::{FailureCode, PodcastId, PodcastStatus, UserId};
 use crate::jobs::queue;
-use crate::jobs::{Job, JobContext, JobHandler, JobOutcome, StopReason};
+use crate::jobs::{Failure, Job, JobContext, JobHandler, JobOutcome, StopReason};
 use crate::progress::hub::Hub;
 use crate::progress::{Event, EventKind, LibraryChange, LibraryNotice, NewEvent};
 
@@ -97,7 +97,7 @@ impl Extra<'_> {
                 output,
                 usage,
                 started_at,
-            } => generation::insert_checkpoint(conn, id, stage.as_str(), output, usage, *started_at).await,
+            } => generation::insert_checkpoint(conn, id, *stage, output, usage, *started_at).await,
             Self::Episode {
                 metadata,
                 previous,
@@ -151,9 +151,7 @@ impl GeneratePodcast {
         let stages = generation::checkpoints(&mut conn, podcast).await?;
         let mut outputs = HashMap::new();
         for (stage, output, usage) in stages {
-            if let Some(kind) = StageKind::ALL.iter().find(|k| k.as_str() == stage) {
-                outputs.insert(*kind, (output, serde_json::from_value(usage).unwrap_or_default()));
-            }
+            outputs.insert(stage, (output, serde_json::from_value(usage).unwrap_or_default()));
         }
         Ok(Some((row, run, outputs)))
     }
@@ -190,11 +188,11 @@ impl GeneratePodcast {
         let mut conn = self.pool.get().await?;
         let event = NewEvent::new(EventKind::Failed, format!("{}: {}", error.code, error.message))
             .status(PodcastStatus::Failed)
-            .data(serde_json::json!({ "code": error.code, "retryable": error.retryable }))
+            .data(serde_json::json!({ "code": error.code.as_str(), "retryable": error.retryable }))
             .dedupe(format!("failed:{run}"));
         let written = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
-                generation::set_error(conn, podcast, &error.code, &error.message, error.retryable).await?;
+                generation::set_error(conn, podcast, error.code, &error.message, error.retryable).await?;
                 crate::progress::append(conn, podcast, &event).await
             })
             .await?;
@@ -217,11 +215,15 @@ impl GeneratePodcast {
         Ok(())
     }
 
-    async fn stop(&self, ctx: &JobContext, podcast: PodcastId, owner: UserId, run: i32) -> JobOutcome {
-        if ctx.stop_reason() == Some(StopReason::Cancelled)
-            && let Err(e) = self.mark_cancelled(podcast, owner, run).await
+    /// The outcome of an attempt asked to stop; a cancel is recorded first.
+    async fn stop(&self, at: &Attempt<'_>) -> JobOutcome {
+        if at.ctx.stop_reason() == Some(StopReason::Cancelled)
+            && let Err(e) = self.mark_cancelled(at.podcast.id, at.podcast.owner_id, at.run).await
         {
-            return JobOutcome::Retry { error: e, after: None };
+            return JobOutcome::Retry {
+                error: e.into(),
+                after: None,
+            };
         }
         JobOutcome::Stopped
     }
@@ -233,122 +235,148 @@ impl GeneratePodcast {
             tracing::info!(podcast.id = %id, "podcast deleted; nothing to generate");
             return Ok(JobOutcome::Succeeded);
         };
-        let owner = podcast.owner_id;
         if podcast.status.is_terminal() {
             return Ok(JobOutcome::Succeeded);
         }
-        let events = PodcastEvents {
-            pool: self.pool.clone(),
-            hub: self.hub.clone(),
-            podcast: id,
+        let attempt = Attempt {
+            job,
+            ctx,
+            events: PodcastEvents {
+                pool: self.pool.clone(),
+                hub: self.hub.clone(),
+                podcast: id,
+            },
+            podcast,
+            run,
         };
         for stage in &self.pipeline.stages {
-            let kind = stage.kind();
-            if outputs.contains_key(&kind) {
+            if outputs.contains_key(&stage.kind()) {
                 continue;
             }
             if ctx.stop_reason().is_some() {
-                return Ok(self.stop(ctx, id, owner, run).await);
+                return Ok(self.stop(&attempt).await);
             }
-            let (start, end) = kind.progress_span();
-            events
-                .emit(
-                    NewEvent::new(EventKind::StageStarted, format!("{} started", kind.as_str()))
-                        .stage(kind.as_str())
-                        .status(kind.status())
-                        .progress(start)
-                        .dedupe(format!("stage_started:{run}:{}", kind.as_str())),
-                )
-                .await?;
-            self.library(owner, id);
-            let started_at: DateTime<Utc> = Utc::now();
-            let previous: HashMap<StageKind, serde_json::Value> =
-                outputs.iter().map(|(k, (v, _))| (*k, v.clone())).collect();
-            let sctx = StageContext {
-                podcast: &podcast,
-                previous: &previous,
-                stage: kind,
-                events: &events,
-                run,
-                attempt: job.attempts,
-            };
-            let result = tokio::select! {
-                r = stage.run(&sctx) => r,
-                () = ctx.stopped() => return Ok(self.stop(ctx, id, owner, run).await),
-            };
-            match result {
-                Ok(out) => {
-                    let usage_json = serde_json::to_value(out.usage)?;
-                    let event = NewEvent::new(EventKind::StageCompleted, format!("{} completed", kind.as_str()))
-                        .stage(kind.as_str())
-                        .progress(end)
-                        .dedupe(format!("stage_completed:{run}:{}", kind.as_str()));
-                    let output = out.output.clone();
-                    let extra = Extra::Checkpoint {
-                        stage: kind,
-                        output: &output,
-                        usage: &usage_json,
-                        started_at,
-                    };
-                    let written = self.write_leased(job, ctx, id, event, extra).await?;
-                    if let Written::LeaseLost = written {
-                        return Ok(JobOutcome::Stopped);
-                    }
-                    outputs.insert(kind, (out.output, out.usage));
+            match self.run_stage(&attempt, stage.as_ref(), &outputs).await? {
+                StageEnd::Done(out) => {
+                    outputs.insert(stage.kind(), (out.output, out.usage));
                 }
-                Err(e) if e.retryable => {
-                    let after = e.retry_after;
-                    return Ok(JobOutcome::Retry {
-                        error: anyhow::Error::new(e),
-                        after,
-                    });
-                }
-                Err(e) => {
-                    self.mark_failed(id, owner, run, &e).await?;
-                    return Ok(JobOutcome::Failed(anyhow::Error::new(e)));
-                }
+                StageEnd::Over(outcome) => return Ok(outcome),
             }
         }
         // A cancel that raced the last stage's end still wins: the owner
         // asked before the episode was published.
         if ctx.stop_reason().is_some() {
-            return Ok(self.stop(ctx, id, owner, run).await);
+            return Ok(self.stop(&attempt).await);
         }
-        // All stages done: publish the episode.
+        self.publish(&attempt, &outputs).await
+    }
+
+    /// Runs one stage: its STAGE_STARTED event, the stage itself (stopped at
+    /// its next await by a cancel, a shutdown or a lost lease), then its
+    /// checkpoint with STAGE_COMPLETED, or the failure's outcome.
+    async fn run_stage(&self, at: &Attempt<'_>, stage: &dyn Stage, outputs: &Outputs) -> anyhow::Result<StageEnd> {
+        let (kind, id, run) = (stage.kind(), at.podcast.id, at.run);
+        let (start, end) = kind.progress_span();
+        at.events
+            .emit(
+                NewEvent::new(EventKind::StageStarted, format!("{kind} started"))
+                    .stage(kind)
+                    .status(kind.status())
+                    .progress(start)
+                    .dedupe(format!("stage_started:{run}:{kind}")),
+            )
+            .await?;
+        self.library(at.podcast.owner_id, id);
+        let started_at: DateTime<Utc> = Utc::now();
+        let previous: HashMap<StageKind, serde_json::Value> =
+            outputs.iter().map(|(k, (v, _))| (*k, v.clone())).collect();
+        let sctx = StageContext {
+            podcast: &at.podcast,
+            previous: &previous,
+            stage: kind,
+            events: &at.events,
+            run,
+            attempt: at.job.attempts,
+        };
+        let result = tokio::select! {
+            r = stage.run(&sctx) => r,
+            () = at.ctx.stopped() => return Ok(StageEnd::Over(self.stop(at).await)),
+        };
+        match result {
+            Ok(out) => {
+                let usage_json = serde_json::to_value(out.usage)?;
+                let event = NewEvent::new(EventKind::StageCompleted, format!("{kind} completed"))
+                    .stage(kind)
+                    .progress(end)
+                    .dedupe(format!("stage_completed:{run}:{kind}"));
+                let extra = Extra::Checkpoint {
+                    stage: kind,
+                    output: &out.output,
+                    usage: &usage_json,
+                    started_at,
+                };
+                match self.write_leased(at.job, at.ctx, id, event, extra).await? {
+                    Written::LeaseLost => Ok(StageEnd::Over(JobOutcome::Stopped)),
+                    Written::Done(_) => Ok(StageEnd::Done(out)),
+                }
+            }
+            Err(e) if e.retryable => Ok(StageEnd::Over(JobOutcome::Retry {
+                after: e.retry_after,
+                error: Failure::coded(e.code.as_str(), e.message),
+            })),
+            Err(e) => {
+                self.mark_failed(id, at.podcast.owner_id, run, &e).await?;
+                Ok(StageEnd::Over(JobOutcome::Failed(Failure::coded(
+                    e.code.as_str(),
+                    e.message,
+                ))))
+            }
+        }
+    }
+
+    /// All stages done: writes the episode's fields with COMPLETED, under the lease.
+    async fn publish(&self, at: &Attempt<'_>, outputs: &Outputs) -> anyhow::Result<JobOutcome> {
         let metadata: EpisodeMetadata = outputs
             .get(&StageKind::Assembly)
             .and_then(|(v, _)| serde_json::from_value(v.clone()).ok())
             .unwrap_or_default();
-        let mut usage: HashMap<&str, Usage> = HashMap::new();
-        for (kind, (_, u)) in &outputs {
-            usage.insert(kind.as_str(), *u);
-        }
+        let usage: HashMap<&str, Usage> = outputs.iter().map(|(kind, (_, u))| (kind.as_str(), *u)).collect();
         let usage = serde_json::to_value(usage)?;
         let event = NewEvent::new(EventKind::Completed, "the episode is ready")
             .status(PodcastStatus::Completed)
             .progress(1.0)
-            .dedupe(format!("completed:{run}"));
+            .dedupe(format!("completed:{}", at.run));
         let extra = Extra::Episode {
             metadata: &metadata,
-            previous: &podcast,
+            previous: &at.podcast,
             usage: &usage,
         };
-        let written = self.write_leased(job, ctx, id, event, extra).await?;
-        if let Written::LeaseLost = written {
+        if let Written::LeaseLost = self.write_leased(at.job, at.ctx, at.podcast.id, event, extra).await? {
             return Ok(JobOutcome::Stopped);
         }
-        self.library(owner, id);
+        self.library(at.podcast.owner_id, at.podcast.id);
         Ok(JobOutcome::Succeeded)
     }
 }
 
-/// The stage error behind a job error text `CODE: message`, when it has one.
-fn code_of(error: &str) -> Option<&str> {
-    let error = error
-        .strip_prefix("gave up after ")
-        .map_or(error, |rest| rest.split_once(": ").map_or(rest, |(_, e)| e));
-    let (code, _) = error.split_once(": ")?;
-    (!code.is_empty() && code.chars().all(|c| c.is_ascii_uppercase() || c == '_')).then_some(code)
+/// Finished stages: output and usage.
+type Outputs = HashMap<StageKind, (serde_json::Value, Usage)>;
+
+/// One attempt at one podcast's generation.
+struct Attempt<'a> {
+    job: &'a Job,
+    ctx: &'a JobContext,
+    events: PodcastEvents,
+    podcast: podcast_rows::Podcast,
+    run: i32,
+}
+
+/// How a stage ended for the runner.
+enum StageEnd {
+    /// Checkpointed; go on with the next stage.
+    Done(super::StageOutput),
+    /// The attempt is over (stopped, failed, to be retried, or lease lost).
+    Over(JobOutcome),
 }
 
 #[async_trait::async_trait]
@@ -361,11 +389,14 @@ impl JobHandler for GeneratePodcast {
         match self.generate(job, &ctx).await {
             Ok(outcome) => outcome,
             // Database trouble and the like: worth another attempt.
-            Err(error) => JobOutcome::Retry { error, after: None },
+            Err(error) => JobOutcome::Retry {
+                error: error.into(),
+                after: None,
+            },
         }
     }
 
-    async fn on_retry(&self, job: &Job, error: &str, at: DateTime<Utc>) {
+    async fn on_retry(&self, job: &Job, failure: &Failure, at: DateTime<Utc>) {
         let Ok(payload) = serde_json::from_value::<GeneratePodcastPayload>(job.payload.clone()) else {
             return;
         };
@@ -375,7 +406,10 @@ impl JobHandler for GeneratePodcast {
             podcast: payload.podcast_id,
         };
         let delay_ms = (at - Utc::now()).num_milliseconds().max(0);
-        let code = code_of(error).unwrap_or("TEMPORARY_FAILURE");
+        let code = failure
+            .code
+            .as_deref()
+            .unwrap_or(FailureCode::TemporaryFailure.as_str());
         let run: i32 = match self.pool.get().await {
             Ok(mut conn) => podcast_rows::generation_run(&mut conn, payload.podcast_id)
                 .await
@@ -398,7 +432,7 @@ impl JobHandler for GeneratePodcast {
         }
     }
 
-    async fn on_gave_up(&self, job: &Job, reason: &str) {
+    async fn on_gave_up(&self, job: &Job, failure: &Failure) {
         let Ok(payload) = serde_json::from_value::<GeneratePodcastPayload>(job.payload.clone()) else {
             return;
         };
@@ -408,7 +442,11 @@ impl JobHandler for GeneratePodcast {
             return;
         }
         let error = StageError {
-            code: code_of(reason).unwrap_or("GENERATION_FAILED").to_owned(),
+            code: failure
+                .code
+                .as_deref()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(FailureCode::GenerationFailed),
             message: format!("gave up after {} attempts", job.attempts.min(job.max_attempts)),
             retryable: true,
             retry_after: None,
@@ -416,24 +454,5 @@ impl JobHandler for GeneratePodcast {
         if let Err(e) = self.mark_failed(podcast.id, podcast.owner_id, run, &error).await {
             tracing::error!(error = %e, "marking the podcast failed did not work");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::code_of;
-
-    #[test]
-    fn codes_are_read_from_job_errors() {
-        assert_eq!(
-            code_of("PROVIDER_UNAVAILABLE: 503 from the model"),
-            Some("PROVIDER_UNAVAILABLE")
-        );
-        assert_eq!(
-            code_of("gave up after 3 attempts: RATE_LIMITED: slow down"),
-            Some("RATE_LIMITED")
-        );
-        assert_eq!(code_of("the job panicked: index out of bounds"), None);
-        assert_eq!(code_of("connection refused"), None);
     }
 }

@@ -15,12 +15,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::{StageContext, StageError, Usage};
+use crate::domain::FailureCode;
 use crate::providers::{
     CallObserver, ChatMessage, ChatRequest, FinishReason, JsonSchema, LanguageModel, ProviderError,
 };
-
-/// Code of a stage whose model output stayed invalid after the repair turn.
-pub const SCRIPT_INVALID: &str = "SCRIPT_INVALID";
 
 /// Removes one wrapper around a JSON answer: a leading `<think>...</think>`
 /// block, then a Markdown code fence (```` ```json ... ``` ````).
@@ -59,7 +57,7 @@ pub fn stage_error(e: ProviderError) -> StageError {
     let message = e.to_string();
     match e {
         ProviderError::RateLimited { retry_after } => StageError {
-            code: code.into(),
+            code,
             message,
             retryable: true,
             retry_after,
@@ -89,7 +87,7 @@ impl<'a> StageObserver<'a> {
 
 #[async_trait::async_trait]
 impl CallObserver for StageObserver<'_> {
-    async fn retrying(&self, attempt: u32, delay: Duration, code: &str) {
+    async fn retrying(&self, attempt: u32, delay: Duration, code: FailureCode) {
         let n = self.count.fetch_add(1, Ordering::SeqCst);
         let key = format!("{}:{}:{n}", self.ctx.attempt, self.label);
         let message = format!(
@@ -175,7 +173,7 @@ pub async fn call<T: DeserializeOwned>(
         }
     }
     Err(CallError::Stage(StageError::fatal(
-        SCRIPT_INVALID,
+        FailureCode::ScriptInvalid,
         format!("the model's output stayed invalid after a repair attempt: {last_problem}"),
     )))
 }

@@ -286,7 +286,7 @@ pub fn event_stream(
             let full = batch.len() as i64 == REPLAY_BATCH;
             for e in batch {
                 last = e.seq;
-                done = e.kind().is_some_and(|k| k.is_terminal());
+                done = e.kind.is_terminal();
                 yield Arc::new(e);
             }
             if !full {
@@ -304,7 +304,7 @@ pub fn event_stream(
                 Ok(Ok(e)) if e.seq <= last => false,
                 Ok(Ok(e)) if e.seq == last + 1 => {
                     last = e.seq;
-                    done = e.kind().is_some_and(|k| k.is_terminal());
+                    done = e.kind.is_terminal();
                     yield e;
                     false
                 }
@@ -322,7 +322,7 @@ pub fn event_stream(
                         break;
                     }
                     last = e.seq;
-                    done = e.kind().is_some_and(|k| k.is_terminal());
+                    done = e.kind.is_terminal();
                     yield Arc::new(e);
                 }
             }

@@ -16,67 +16,38 @@ use diesel::QueryableByName;
 use diesel::prelude::*;
 use diesel::sql_types::{Float4, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde::Serialize;
 
-use crate::domain::{PodcastId, PodcastStatus, UserId};
+use crate::domain::{PodcastId, PodcastStatus, StageKind, UserId, text_enum};
 
 /// NOTIFY channel for new events (payload `podcast_id:seq`).
 pub const EVENTS_CHANNEL: &str = "podforge_events";
 /// NOTIFY channel for library changes (payload `user_id:podcast_id:kind`).
 pub const LIBRARY_CHANNEL: &str = "podforge_library";
 
-/// Kinds of progress events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A stage began.
-    StageStarted,
-    /// A stage finished and its output was checkpointed.
-    StageCompleted,
-    /// A partial result (the outline, a script segment) is ready.
-    Artifact,
-    /// Something worth knowing that did not stop the generation.
-    Warning,
-    /// A call or the job failed and will be retried after a delay.
-    Retrying,
-    /// The episode is complete.
-    Completed,
-    /// The generation failed.
-    Failed,
-    /// The generation was cancelled.
-    Cancelled,
-}
+text_enum!(
+    /// Kinds of progress events (stored in `generation_events.kind`; the
+    /// API's `GenerationEventKind` is this enum).
+    EventKind {
+        /// A stage began.
+        StageStarted = "stage_started",
+        /// A stage finished and its output was checkpointed.
+        StageCompleted = "stage_completed",
+        /// A partial result (the outline, a script segment) is ready.
+        Artifact = "artifact",
+        /// Something worth knowing that did not stop the generation.
+        Warning = "warning",
+        /// A call or the job failed and will be retried after a delay.
+        Retrying = "retrying",
+        /// The episode is complete.
+        Completed = "completed",
+        /// The generation failed.
+        Failed = "failed",
+        /// The generation was cancelled.
+        Cancelled = "cancelled",
+    }
+);
 
 impl EventKind {
-    /// Stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::StageStarted => "stage_started",
-            Self::StageCompleted => "stage_completed",
-            Self::Artifact => "artifact",
-            Self::Warning => "warning",
-            Self::Retrying => "retrying",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses the stored form.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "stage_started" => Self::StageStarted,
-            "stage_completed" => Self::StageCompleted,
-            "artifact" => Self::Artifact,
-            "warning" => Self::Warning,
-            "retrying" => Self::Retrying,
-            "completed" => Self::Completed,
-            "failed" => Self::Failed,
-            "cancelled" => Self::Cancelled,
-            _ => return None,
-        })
-    }
-
     /// COMPLETED, FAILED and CANCELLED end a stream.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
@@ -92,12 +63,12 @@ pub struct Event {
     /// Position in the podcast's stream, from 1, increasing.
     #[diesel(sql_type = Integer)]
     pub seq: i32,
-    /// Stored kind (see [`EventKind`]).
+    /// What happened.
     #[diesel(sql_type = Text)]
-    pub kind: String,
+    pub kind: EventKind,
     /// Stage it concerns.
     #[diesel(sql_type = Nullable<Text>)]
-    pub stage: Option<String>,
+    pub stage: Option<StageKind>,
     /// Podcast status once the event happened.
     #[diesel(sql_type = Text)]
     pub status: PodcastStatus,
@@ -115,20 +86,13 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
 }
 
-impl Event {
-    /// The kind, if known.
-    pub fn kind(&self) -> Option<EventKind> {
-        EventKind::parse(&self.kind)
-    }
-}
-
 /// An event to append, and how the podcast changes with it.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     /// Kind.
     pub kind: EventKind,
     /// Stage.
-    pub stage: Option<String>,
+    pub stage: Option<StageKind>,
     /// Message.
     pub message: String,
     /// Details.
@@ -157,8 +121,8 @@ impl NewEvent {
     }
 
     /// Sets the stage.
-    pub fn stage(mut self, stage: &str) -> Self {
-        self.stage = Some(stage.to_owned());
+    pub fn stage(mut self, stage: StageKind) -> Self {
+        self.stage = Some(stage);
         self
     }
 
@@ -216,7 +180,7 @@ pub async fn append(conn: &mut AsyncPgConnection, podcast: PodcastId, event: &Ne
     .bind::<Nullable<Float4>, _>(event.progress)
     .bind::<Nullable<Text>, _>(&event.stage)
     .bind::<Nullable<Text>, _>(&event.dedupe_key)
-    .bind::<Text, _>(event.kind.as_str())
+    .bind::<Text, _>(event.kind)
     .bind::<Text, _>(&event.message)
     .bind::<Nullable<Jsonb>, _>(&event.data)
     .get_result(conn)

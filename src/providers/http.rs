@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Response, StatusCode};
 
 use super::{CallObserver, ProviderError};
+use crate::backoff::Backoff;
 
 /// Deadlines and retry settings of a provider client.
 #[derive(Debug, Clone)]
@@ -141,11 +142,13 @@ where
             Ok(v) => return (Ok(v), started.elapsed()),
             Err(e) if e.is_transient() && tries < policy.max_retries => {
                 tries += 1;
-                let backoff = policy.backoff_base.saturating_mul(2u32.saturating_pow(tries - 1));
-                let jitter = backoff.mul_f64(rand::random::<f64>() * 0.2);
-                let delay = e.retry_after().unwrap_or(backoff + jitter).min(policy.backoff_max);
+                let schedule = Backoff::doubling(policy.backoff_base, policy.backoff_max);
+                let delay = e
+                    .retry_after()
+                    .unwrap_or_else(|| schedule.delay(tries))
+                    .min(policy.backoff_max);
                 tracing::warn!(
-                    code = e.code(),
+                    code = e.code().as_str(),
                     attempt = tries,
                     retry_in_ms = delay.as_millis() as u64,
                     "provider call failed; retrying"

@@ -11,13 +11,14 @@
 pub mod http;
 pub mod local;
 pub mod local_llm;
-pub mod mock;
 pub mod openai;
 pub mod perplexity;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::domain::FailureCode;
 
 /// A chat role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +123,7 @@ pub struct ChatResponse {
 #[async_trait::async_trait]
 pub trait CallObserver: Send + Sync {
     /// Attempt `attempt` failed with `code`; the next starts after `delay`.
-    async fn retrying(&self, attempt: u32, delay: Duration, code: &str);
+    async fn retrying(&self, attempt: u32, delay: Duration, code: FailureCode);
 }
 
 /// An observer that ignores retries.
@@ -130,7 +131,7 @@ pub struct NoObserver;
 
 #[async_trait::async_trait]
 impl CallObserver for NoObserver {
-    async fn retrying(&self, _attempt: u32, _delay: Duration, _code: &str) {}
+    async fn retrying(&self, _attempt: u32, _delay: Duration, _code: FailureCode) {}
 }
 
 /// A provider failure, each with a stable code.
@@ -173,18 +174,18 @@ pub enum ProviderError {
 
 impl ProviderError {
     /// Stable code, shown as the podcast's `error.code` when a stage fails.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> FailureCode {
         match self {
-            Self::RateLimited { .. } => "PROVIDER_RATE_LIMITED",
-            Self::Unavailable(_) => "PROVIDER_UNAVAILABLE",
-            Self::Unauthorized(_) => "PROVIDER_UNAUTHORIZED",
-            Self::QuotaExhausted => "PROVIDER_QUOTA_EXHAUSTED",
-            Self::ContentFiltered(_) => "CONTENT_FILTERED",
-            Self::ContextLength => "SOURCE_TOO_LONG",
-            Self::Rejected(_) => "PROVIDER_REJECTED",
-            Self::InvalidResponse(_) => "PROVIDER_INVALID_RESPONSE",
-            Self::NotConfigured(_) => "PROVIDER_NOT_CONFIGURED",
-            Self::Cancelled => "CANCELLED",
+            Self::RateLimited { .. } => FailureCode::ProviderRateLimited,
+            Self::Unavailable(_) => FailureCode::ProviderUnavailable,
+            Self::Unauthorized(_) => FailureCode::ProviderUnauthorized,
+            Self::QuotaExhausted => FailureCode::ProviderQuotaExhausted,
+            Self::ContentFiltered(_) => FailureCode::ContentFiltered,
+            Self::ContextLength => FailureCode::SourceTooLong,
+            Self::Rejected(_) => FailureCode::ProviderRejected,
+            Self::InvalidResponse(_) => FailureCode::ProviderInvalidResponse,
+            Self::NotConfigured(_) => FailureCode::ProviderNotConfigured,
+            Self::Cancelled => FailureCode::Cancelled,
         }
     }
 

@@ -96,60 +96,16 @@ pub fn canonical_language(tag: &str) -> ApiResult<String> {
 ///
 /// Errors: BAD_USER_INPUT naming the first field at fault.
 pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast> {
-    let topic = req.topic.trim().to_owned();
-    if !TOPIC_CHARS.contains(&topic.chars().count()) {
-        return Err(bad(
-            "input.topic",
-            format!(
-                "topic must be {} to {} characters",
-                TOPIC_CHARS.start(),
-                TOPIC_CHARS.end()
-            ),
-        ));
-    }
-    if topic.chars().any(char::is_control) {
-        return Err(bad("input.topic", "topic must not contain control characters"));
-    }
+    let topic = validate_topic(&req.topic)?;
     if req.sources.len() > MAX_SOURCES {
         return Err(bad("input.sources", format!("at most {MAX_SOURCES} sources")));
     }
-    let mut sources = Vec::with_capacity(req.sources.len());
-    for (i, source) in req.sources.into_iter().enumerate() {
-        let field = format!("input.sources[{i}]");
-        sources.push(match source {
-            SourceRequest::Url { url } => {
-                let url = url.trim().to_owned();
-                if url.len() > MAX_URL_BYTES {
-                    return Err(bad(
-                        &format!("{field}.url"),
-                        format!("URL must be at most {MAX_URL_BYTES} bytes"),
-                    ));
-                }
-                let parsed =
-                    url::Url::parse(&url).map_err(|e| bad(&format!("{field}.url"), format!("not a valid URL: {e}")))?;
-                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-                    return Err(bad(&format!("{field}.url"), "URL must be http or https with a host"));
-                }
-                SourceRequest::Url {
-                    url: parsed.to_string(),
-                }
-            }
-            SourceRequest::Text { title, text } => {
-                let title = optional_text(&format!("{field}.title"), Some(title), 200)?
-                    .unwrap_or_else(|| format!("Pasted source {}", i + 1));
-                if text.trim().is_empty() {
-                    return Err(bad(&format!("{field}.text"), "text must not be empty"));
-                }
-                if text.chars().count() > MAX_SOURCE_TEXT_CHARS {
-                    return Err(bad(
-                        &format!("{field}.text"),
-                        format!("text must be at most {MAX_SOURCE_TEXT_CHARS} characters"),
-                    ));
-                }
-                SourceRequest::Text { title, text }
-            }
-        });
-    }
+    let sources = req
+        .sources
+        .into_iter()
+        .enumerate()
+        .map(|(i, source)| validate_source(i, source))
+        .collect::<ApiResult<Vec<_>>>()?;
     let format = req.format.unwrap_or(PodcastFormat::DeepDive);
     let minutes = req.target_minutes.unwrap_or(10);
     if !TARGET_MINUTES.contains(&minutes) {
@@ -163,7 +119,86 @@ pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast
         ));
     }
     let language = canonical_language(req.language.as_deref().unwrap_or("en"))?;
-    let hosts = if req.hosts.is_empty() {
+    let clean_hosts = validate_hosts(format, req.hosts)?;
+    let idempotency_key = optional_text("input.idempotencyKey", req.idempotency_key, 100)?;
+    Ok(NewPodcast {
+        id: PodcastId::new(),
+        owner_id: viewer.user_id,
+        topic,
+        format,
+        language,
+        target_duration_seconds: minutes * 60,
+        hosts: serde_json::to_value(&clean_hosts).map_err(anyhow::Error::from)?,
+        audience: optional_text("input.audience", req.audience, 200)?,
+        tone: optional_text("input.tone", req.tone, 100)?,
+        instructions: optional_text("input.instructions", req.instructions, 2_000)?,
+        requested_sources: serde_json::to_value(&sources).map_err(anyhow::Error::from)?,
+        idempotency_key,
+    })
+}
+
+/// The topic, trimmed: 3 to 500 characters, no control characters.
+fn validate_topic(topic: &str) -> ApiResult<String> {
+    let topic = topic.trim().to_owned();
+    if !TOPIC_CHARS.contains(&topic.chars().count()) {
+        return Err(bad(
+            "input.topic",
+            format!(
+                "topic must be {} to {} characters",
+                TOPIC_CHARS.start(),
+                TOPIC_CHARS.end()
+            ),
+        ));
+    }
+    if topic.chars().any(char::is_control) {
+        return Err(bad("input.topic", "topic must not contain control characters"));
+    }
+    Ok(topic)
+}
+
+/// Source `i` of the request, normalized: an absolute http(s) URL, or pasted
+/// text with a title (defaulted) within the size limit.
+fn validate_source(i: usize, source: SourceRequest) -> ApiResult<SourceRequest> {
+    let field = format!("input.sources[{i}]");
+    Ok(match source {
+        SourceRequest::Url { url } => {
+            let url = url.trim().to_owned();
+            if url.len() > MAX_URL_BYTES {
+                return Err(bad(
+                    &format!("{field}.url"),
+                    format!("URL must be at most {MAX_URL_BYTES} bytes"),
+                ));
+            }
+            let parsed =
+                url::Url::parse(&url).map_err(|e| bad(&format!("{field}.url"), format!("not a valid URL: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(bad(&format!("{field}.url"), "URL must be http or https with a host"));
+            }
+            SourceRequest::Url {
+                url: parsed.to_string(),
+            }
+        }
+        SourceRequest::Text { title, text } => {
+            let title = optional_text(&format!("{field}.title"), Some(title), 200)?
+                .unwrap_or_else(|| format!("Pasted source {}", i + 1));
+            if text.trim().is_empty() {
+                return Err(bad(&format!("{field}.text"), "text must not be empty"));
+            }
+            if text.chars().count() > MAX_SOURCE_TEXT_CHARS {
+                return Err(bad(
+                    &format!("{field}.text"),
+                    format!("text must be at most {MAX_SOURCE_TEXT_CHARS} characters"),
+                ));
+            }
+            SourceRequest::Text { title, text }
+        }
+    })
+}
+
+/// The hosts (defaulted to Alex and Sam, or Alex alone for a monologue):
+/// 1 to 4 with distinct plain names, as many as the format needs.
+fn validate_hosts(format: PodcastFormat, hosts: Vec<Host>) -> ApiResult<Vec<Host>> {
+    let hosts = if hosts.is_empty() {
         if format == PodcastFormat::Monologue {
             vec![Host {
                 name: "Alex".into(),
@@ -182,7 +217,7 @@ pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast
             ]
         }
     } else {
-        req.hosts
+        hosts
     };
     if !HOSTS.contains(&hosts.len()) {
         return Err(bad(
@@ -219,21 +254,7 @@ pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast
         }
         _ => {}
     }
-    let idempotency_key = optional_text("input.idempotencyKey", req.idempotency_key, 100)?;
-    Ok(NewPodcast {
-        id: PodcastId::new(),
-        owner_id: viewer.user_id,
-        topic,
-        format,
-        language,
-        target_duration_seconds: minutes * 60,
-        hosts: serde_json::to_value(&clean_hosts).map_err(anyhow::Error::from)?,
-        audience: optional_text("input.audience", req.audience, 200)?,
-        tone: optional_text("input.tone", req.tone, 100)?,
-        instructions: optional_text("input.instructions", req.instructions, 2_000)?,
-        requested_sources: serde_json::to_value(&sources).map_err(anyhow::Error::from)?,
-        idempotency_key,
-    })
+    Ok(clean_hosts)
 }
 
 /// Stores a validated generation request (status QUEUED) and its job, in one

@@ -162,7 +162,7 @@ pub async fn has_previous(
 pub async fn stage_outputs(
     app: &App,
     id: PodcastId,
-) -> ApiResult<std::collections::HashMap<String, serde_json::Value>> {
+) -> ApiResult<std::collections::HashMap<crate::domain::StageKind, serde_json::Value>> {
     let mut conn = app.pool.get().await?;
     Ok(podcasts::stage_outputs(&mut conn, id).await?.into_iter().collect())
 }

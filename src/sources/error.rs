@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::domain::FailureCode;
+
 /// Why a source could not be turned into a [`super::Document`].
 ///
 /// Every variant maps to a stable, machine-readable code through [`SourceError::code`]; the
@@ -47,16 +49,16 @@ impl SourceError {
     /// The stable code for this error, for API responses and metrics: one of
     /// `SOURCE_FORBIDDEN`, `SOURCE_TOO_LARGE`, `SOURCE_UNSUPPORTED`, `SOURCE_TIMEOUT`,
     /// `SOURCE_HTTP_ERROR`, `SOURCE_UNREACHABLE`, `SOURCE_INVALID_URL`, `SOURCE_EMPTY`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> FailureCode {
         match self {
-            SourceError::Forbidden(_) => "SOURCE_FORBIDDEN",
-            SourceError::TooLarge { .. } => "SOURCE_TOO_LARGE",
-            SourceError::UnsupportedType(_) => "SOURCE_UNSUPPORTED",
-            SourceError::Timeout => "SOURCE_TIMEOUT",
-            SourceError::Http { .. } => "SOURCE_HTTP_ERROR",
-            SourceError::Network(_) => "SOURCE_UNREACHABLE",
-            SourceError::InvalidUrl(_) => "SOURCE_INVALID_URL",
-            SourceError::Empty => "SOURCE_EMPTY",
+            SourceError::Forbidden(_) => FailureCode::SourceForbidden,
+            SourceError::TooLarge { .. } => FailureCode::SourceTooLarge,
+            SourceError::UnsupportedType(_) => FailureCode::SourceUnsupported,
+            SourceError::Timeout => FailureCode::SourceTimeout,
+            SourceError::Http { .. } => FailureCode::SourceHttpError,
+            SourceError::Network(_) => FailureCode::SourceUnreachable,
+            SourceError::InvalidUrl(_) => FailureCode::SourceInvalidUrl,
+            SourceError::Empty => FailureCode::SourceEmpty,
         }
     }
 }

@@ -34,7 +34,7 @@ fn run_client(library: &str, url: &str, token: &str, podcast: &str) -> Value {
 
 async fn full_stream_with(library: &'static str) {
     let control = Arc::new(StageControl::default());
-    for stage in StageKind::ALL {
+    for &stage in StageKind::ALL {
         control.script(
             stage,
             StageScript {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use podforge::domain::PodcastId;
+use podforge::domain::{FailureCode, PodcastId};
 use podforge::pipeline::{StageError, StageKind};
 use podforge::testing::{StageControl, StageScript, TestApp, TestUser, error_code, scripted_pipeline, test_config};
 use serde_json::{Value, json};
@@ -58,7 +58,7 @@ pub async fn events(app: &TestApp, id: &str) -> Vec<(i32, String, Option<String>
         .await
         .unwrap()
         .into_iter()
-        .map(|e| (e.seq, e.kind, e.stage))
+        .map(|e| (e.seq, e.kind.to_string(), e.stage.map(|s| s.to_string())))
         .collect()
 }
 
@@ -140,7 +140,7 @@ async fn a_generation_runs_every_stage_and_publishes_the_episode() {
     assert_eq!(kinds(&ev), FULL_RUN[..13].to_vec());
     assert_eq!(ev.iter().map(|e| e.0).collect::<Vec<_>>(), (1..=13).collect::<Vec<_>>());
     assert_eq!(stage_rows(&app, &id).await, 4);
-    for stage in StageKind::ALL {
+    for &stage in StageKind::ALL {
         assert_eq!(control.runs(stage), 1);
     }
 }
@@ -167,7 +167,10 @@ async fn a_fatal_failure_keeps_earlier_checkpoints_and_retry_resumes_there() {
     control.script(
         StageKind::Script,
         StageScript {
-            failures: vec![StageError::fatal("SCRIPT_INVALID", "the model wrote nonsense")],
+            failures: vec![StageError::fatal(
+                FailureCode::ScriptInvalid,
+                "the model wrote nonsense",
+            )],
             ..Default::default()
         },
     );
@@ -176,7 +179,7 @@ async fn a_fatal_failure_keeps_earlier_checkpoints_and_retry_resumes_there() {
     let id = generate(&app, &user, "Tides").await;
     let p = wait_for(&app, &user, &id, &["FAILED"]).await;
     assert_eq!(p["error"]["code"], "SCRIPT_INVALID");
-    assert_eq!(p["stage"], "script");
+    assert_eq!(p["stage"], "SCRIPT");
     assert_eq!(stage_rows(&app, &id).await, 2, "research and outline are kept");
 
     let retry = app
@@ -223,7 +226,10 @@ async fn retryable_failures_and_panics_are_retried_with_retrying_events() {
     control.script(
         StageKind::Outline,
         StageScript {
-            failures: vec![StageError::retryable("PROVIDER_UNAVAILABLE", "503 from the model")],
+            failures: vec![StageError::retryable(
+                FailureCode::ProviderUnavailable,
+                "503 from the model",
+            )],
             panics: 0,
             ..Default::default()
         },
@@ -250,7 +256,7 @@ async fn retryable_failures_and_panics_are_retried_with_retrying_events() {
 #[tokio::test]
 async fn exhausted_attempts_end_failed_with_the_last_code() {
     let control = Arc::new(StageControl::default());
-    let flaky = StageError::retryable("PROVIDER_UNAVAILABLE", "503 from the model");
+    let flaky = StageError::retryable(FailureCode::ProviderUnavailable, "503 from the model");
     control.script(
         StageKind::Research,
         StageScript {
@@ -389,7 +395,7 @@ async fn the_per_user_cap_answers_rate_limited() {
 #[tokio::test]
 async fn two_worker_pools_never_run_one_job_at_once() {
     let control = Arc::new(StageControl::default());
-    for stage in StageKind::ALL {
+    for &stage in StageKind::ALL {
         control.script(
             stage,
             StageScript {
@@ -424,7 +430,7 @@ async fn two_worker_pools_never_run_one_job_at_once() {
         1,
         "a podcast ran twice at once"
     );
-    for stage in StageKind::ALL {
+    for &stage in StageKind::ALL {
         assert_eq!(control.runs(stage), 12, "each stage ran once per podcast");
     }
     stop_b.cancel();
@@ -496,7 +502,7 @@ async fn a_killed_worker_is_reclaimed_and_the_podcast_completes_without_duplicat
 #[tokio::test]
 async fn five_concurrent_generations_complete_while_the_library_answers() {
     let control = Arc::new(StageControl::default());
-    for stage in StageKind::ALL {
+    for &stage in StageKind::ALL {
         control.script(
             stage,
             StageScript {

@@ -9,6 +9,7 @@ mod clients;
 mod guards;
 mod http;
 mod jobs;
+mod layout;
 mod library;
 mod local;
 mod pipeline;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use podforge::config::LlmChoice;
 use podforge::pipeline::text::count_words;
-use podforge::providers::mock::{Fault, MockProvider, Target};
+use podforge::progress::EventKind;
+use podforge::testing::mock_provider::{Fault, MockProvider, Target};
 use podforge::testing::{TestApp, TestUser};
 use serde_json::{Value, json};
 
@@ -369,7 +370,7 @@ async fn retry_after_is_honoured() {
     let stored = podforge::progress::after(&mut conn, id.parse().unwrap(), 0, 1000)
         .await
         .unwrap();
-    let retry = stored.iter().find(|e| e.kind == "retrying").unwrap();
+    let retry = stored.iter().find(|e| e.kind == EventKind::Retrying).unwrap();
     assert_eq!(retry.data.as_ref().unwrap()["delayMs"], 2000);
     assert!(started.elapsed() >= Duration::from_secs(2));
     assert_eq!(faults_seen(&mock), 1);
@@ -513,7 +514,10 @@ async fn unknown_citations_are_dropped_with_a_warning_and_markup_is_cleaned() {
     let stored = podforge::progress::after(&mut conn, id.parse().unwrap(), 0, 1000)
         .await
         .unwrap();
-    let warning = stored.iter().find(|e| e.kind == "warning").expect("a WARNING event");
+    let warning = stored
+        .iter()
+        .find(|e| e.kind == EventKind::Warning)
+        .expect("a WARNING event");
     assert_eq!(warning.data.as_ref().unwrap()["code"], "UNKNOWN_CITATION");
 
     let (_mock, _app, _user, _id, p) = run_with(Fault::Markup, Target::Schema("podcast_segment"), 1).await;
@@ -536,7 +540,7 @@ async fn a_wrong_language_is_retried_then_reported() {
     let stored = podforge::progress::after(&mut conn, id.parse().unwrap(), 0, 1000)
         .await
         .unwrap();
-    let warnings: Vec<_> = stored.iter().filter(|e| e.kind == "warning").collect();
+    let warnings: Vec<_> = stored.iter().filter(|e| e.kind == EventKind::Warning).collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!(warnings[0].data.as_ref().unwrap()["code"], "LANGUAGE_MISMATCH");
     assert!(

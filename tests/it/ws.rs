@@ -44,7 +44,7 @@ fn seqs(events: &[Value]) -> Vec<i64> {
 #[tokio::test]
 async fn progress_streams_live_and_resumes_after_a_disconnect_exactly_once() {
     let control = Arc::new(StageControl::default());
-    for stage in StageKind::ALL {
+    for &stage in StageKind::ALL {
         control.script(
             stage,
             StageScript {
@@ -81,7 +81,7 @@ async fn progress_streams_live_and_resumes_after_a_disconnect_exactly_once() {
     assert_eq!(all.last().unwrap()["kind"], "COMPLETED");
     assert_eq!(all.last().unwrap()["status"], "COMPLETED");
     assert_eq!(all[0]["kind"], "STAGE_STARTED");
-    assert_eq!(all[0]["stage"], "research");
+    assert_eq!(all[0]["stage"], "RESEARCH");
 
     // Subscribing after the end replays everything, then completes.
     second.send(subscribe("b", &id, None)).await;

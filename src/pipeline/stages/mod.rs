@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::episode::{Research, Source};
 use super::{Pipeline, Stage, StageContext, StageError, StageKind};
+use crate::domain::FailureCode;
 use crate::domain::{Host, PodcastFormat};
 use crate::providers::{LanguageModel, ResearchProvider};
 use crate::sources::{self, FetchLimits};
@@ -52,7 +53,7 @@ impl Providers {
     pub fn llm(&self) -> Result<&Arc<dyn LanguageModel>, StageError> {
         self.llm.as_ref().ok_or_else(|| {
             StageError::fatal(
-                "PROVIDER_NOT_CONFIGURED",
+                FailureCode::ProviderNotConfigured,
                 "no language model is configured: set OPENAI_API_KEY (or OPENAI_BASE_URL), or fetch the local model",
             )
         })
@@ -98,13 +99,13 @@ pub fn hosts(ctx: &StageContext<'_>) -> Vec<Host> {
 pub fn previous<T: serde::de::DeserializeOwned>(ctx: &StageContext<'_>, kind: StageKind) -> Result<T, StageError> {
     let value = ctx.previous.get(&kind).cloned().ok_or_else(|| {
         StageError::fatal(
-            "CHECKPOINT_MISSING",
+            FailureCode::CheckpointMissing,
             format!("the {} stage's output is missing", kind.as_str()),
         )
     })?;
     serde_json::from_value(value).map_err(|e| {
         StageError::fatal(
-            "CHECKPOINT_INVALID",
+            FailureCode::CheckpointInvalid,
             format!("the {} stage's stored output is unreadable: {e}", kind.as_str()),
         )
     })

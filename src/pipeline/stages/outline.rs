@@ -13,6 +13,7 @@ use super::super::structured::{self, CallError, StageObserver, UsageMeter};
 use super::super::text;
 use super::super::{Stage, StageContext, StageError, StageKind, StageOutput};
 use super::{Providers, format_guidance, format_name, hosts, passages, previous, source_budget};
+use crate::domain::FailureCode;
 use crate::pipeline::{prompts, schemas};
 use crate::sources::estimate_tokens;
 
@@ -91,104 +92,11 @@ impl Stage for OutlineStage {
     async fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutput, StageError> {
         let llm = self.0.llm()?;
         let research: Research = previous(ctx, StageKind::Research)?;
-        let p = ctx.podcast;
-        let minutes = p.target_duration_seconds / 60;
-        let numbers: Vec<u32> = research.sources.iter().map(|s| s.number).collect();
-        let all: Vec<_> = research.sources.iter().collect();
-        let query = format!("{} {}", p.topic, p.instructions.as_deref().unwrap_or_default());
         let meter = UsageMeter::default();
-        let observer = StageObserver::new(ctx, "outline");
-        let fixed = 700 + estimate_tokens(&query) + research.notes.as_deref().map_or(0, estimate_tokens);
-        let mut budget = source_budget(llm.context_tokens(), MAX_TOKENS, fixed);
-        let plan: Planned = loop {
-            let chosen = passages(&all, &query, budget);
-            let used: usize = chosen.iter().map(|p| estimate_tokens(&p.passage)).sum();
-            let context = json!({
-                "topic": p.topic,
-                "format": format_name(p.format),
-                "format_guidance": format_guidance(p.format),
-                "hosts": hosts(ctx),
-                "minutes": minutes,
-                "language": p.language,
-                "language_name": prompts::language_name(&p.language),
-                "audience": p.audience,
-                "tone": p.tone,
-                "instructions": p.instructions,
-                "min_segments": SEGMENTS.0,
-                "max_segments": SEGMENTS.1,
-                "suggested_segments": suggested_segments(minutes),
-                "sources": chosen,
-                "notes": research.notes,
-            });
-            let messages =
-                prompts::render(prompts::OUTLINE, context).map_err(|e| StageError::fatal("INTERNAL", e.to_string()))?;
-            let prompt_tokens: usize = messages.iter().map(|m| estimate_tokens(&m.content)).sum();
-            let fits = prompt_tokens + MAX_TOKENS as usize <= llm.context_tokens();
-            let result = if fits {
-                structured::call::<Planned>(
-                    llm.as_ref(),
-                    &observer,
-                    &meter,
-                    schemas::outline(&numbers, SEGMENTS.0, (suggested_segments(minutes) + 1).min(SEGMENTS.1)),
-                    messages,
-                    MAX_TOKENS,
-                    &check,
-                )
-                .await
-            } else {
-                Err(CallError::ContextLength)
-            };
-            match result {
-                Ok(plan) => break plan,
-                // Never resend the same prompt: halve what the sources took.
-                Err(CallError::ContextLength) if used > 100 => budget = used / 2,
-                Err(CallError::ContextLength) => {
-                    return Err(StageError::fatal(
-                        "SOURCE_TOO_LONG",
-                        "the request does not fit the model's context even with minimal source passages",
-                    ));
-                }
-                Err(CallError::Stage(e)) => return Err(e),
-            }
-        };
-        let (framing, budgets) = word_budgets(minutes, &p.language, plan.segments.len());
-        let mut segments = Vec::with_capacity(plan.segments.len());
-        for (i, (s, word_budget)) in plan.segments.into_iter().zip(budgets).enumerate() {
-            let (known, unknown): (Vec<u32>, Vec<u32>) = s.sources.iter().partition(|n| research.has(**n));
-            if !unknown.is_empty() {
-                ctx.warn(
-                    &format!("outline-citations:{i}"),
-                    "UNKNOWN_CITATION",
-                    format!(
-                        "the outline's segment {} cited sources that do not exist ({unknown:?}); they were dropped",
-                        i + 1
-                    ),
-                )
-                .await
-                .map_err(|e| StageError::retryable("INTERNAL", e.to_string()))?;
-            }
-            let mut known = known;
-            known.dedup();
-            segments.push(OutlineSegment {
-                title: s.title.trim().to_owned(),
-                goal: s.goal.trim().to_owned(),
-                key_points: s
-                    .key_points
-                    .into_iter()
-                    .map(|k| k.trim().to_owned())
-                    .filter(|k| !k.is_empty())
-                    .collect(),
-                sources: known,
-                word_budget,
-            });
-        }
-        let outline = Outline {
-            title: plan.title.trim().to_owned(),
-            hook: plan.hook.trim().to_owned(),
-            segments,
-            framing_word_budget: framing,
-        };
-        let output = serde_json::to_value(&outline).map_err(|e| StageError::fatal("INTERNAL", e.to_string()))?;
+        let plan = plan(ctx, llm.as_ref(), &meter, &research).await?;
+        let outline = shape(ctx, plan, &research).await?;
+        let output =
+            serde_json::to_value(&outline).map_err(|e| StageError::fatal(FailureCode::Internal, e.to_string()))?;
         ctx.artifact(
             "outline",
             &format!("outline with {} segments", outline.segments.len()),
@@ -196,12 +104,123 @@ impl Stage for OutlineStage {
             1.0,
         )
         .await
-        .map_err(|e| StageError::retryable("INTERNAL", e.to_string()))?;
+        .map_err(|e| StageError::retryable(FailureCode::Internal, e.to_string()))?;
         Ok(StageOutput {
             output,
             usage: meter.total(),
         })
     }
+}
+
+/// Asks the model for the plan over the best source passages that fit; a
+/// prompt over the context is rebuilt with half the passages, never resent.
+async fn plan(
+    ctx: &StageContext<'_>,
+    llm: &dyn crate::providers::LanguageModel,
+    meter: &UsageMeter,
+    research: &Research,
+) -> Result<Planned, StageError> {
+    let p = ctx.podcast;
+    let minutes = p.target_duration_seconds / 60;
+    let numbers: Vec<u32> = research.sources.iter().map(|s| s.number).collect();
+    let all: Vec<_> = research.sources.iter().collect();
+    let query = format!("{} {}", p.topic, p.instructions.as_deref().unwrap_or_default());
+    let observer = StageObserver::new(ctx, "outline");
+    let fixed = 700 + estimate_tokens(&query) + research.notes.as_deref().map_or(0, estimate_tokens);
+    let mut budget = source_budget(llm.context_tokens(), MAX_TOKENS, fixed);
+    loop {
+        let chosen = passages(&all, &query, budget);
+        let used: usize = chosen.iter().map(|p| estimate_tokens(&p.passage)).sum();
+        let context = json!({
+            "topic": p.topic,
+            "format": format_name(p.format),
+            "format_guidance": format_guidance(p.format),
+            "hosts": hosts(ctx),
+            "minutes": minutes,
+            "language": p.language,
+            "language_name": prompts::language_name(&p.language),
+            "audience": p.audience,
+            "tone": p.tone,
+            "instructions": p.instructions,
+            "min_segments": SEGMENTS.0,
+            "max_segments": SEGMENTS.1,
+            "suggested_segments": suggested_segments(minutes),
+            "sources": chosen,
+            "notes": research.notes,
+        });
+        let messages = prompts::render(prompts::OUTLINE, context)
+            .map_err(|e| StageError::fatal(FailureCode::Internal, e.to_string()))?;
+        let prompt_tokens: usize = messages.iter().map(|m| estimate_tokens(&m.content)).sum();
+        let result = if prompt_tokens + MAX_TOKENS as usize <= llm.context_tokens() {
+            structured::call::<Planned>(
+                llm,
+                &observer,
+                meter,
+                schemas::outline(&numbers, SEGMENTS.0, (suggested_segments(minutes) + 1).min(SEGMENTS.1)),
+                messages,
+                MAX_TOKENS,
+                &check,
+            )
+            .await
+        } else {
+            Err(CallError::ContextLength)
+        };
+        match result {
+            Ok(plan) => return Ok(plan),
+            // Never resend the same prompt: halve what the sources took.
+            Err(CallError::ContextLength) if used > 100 => budget = used / 2,
+            Err(CallError::ContextLength) => {
+                return Err(StageError::fatal(
+                    FailureCode::SourceTooLong,
+                    "the request does not fit the model's context even with minimal source passages",
+                ));
+            }
+            Err(CallError::Stage(e)) => return Err(e),
+        }
+    }
+}
+
+/// The outline from the model's plan: trimmed text, word budgets per
+/// segment, and only citations of sources that exist (a WARNING names the
+/// others).
+async fn shape(ctx: &StageContext<'_>, plan: Planned, research: &Research) -> Result<Outline, StageError> {
+    let p = ctx.podcast;
+    let (framing, budgets) = word_budgets(p.target_duration_seconds / 60, &p.language, plan.segments.len());
+    let mut segments = Vec::with_capacity(plan.segments.len());
+    for (i, (s, word_budget)) in plan.segments.into_iter().zip(budgets).enumerate() {
+        let (mut known, unknown): (Vec<u32>, Vec<u32>) = s.sources.iter().partition(|n| research.has(**n));
+        if !unknown.is_empty() {
+            ctx.warn(
+                &format!("outline-citations:{i}"),
+                "UNKNOWN_CITATION",
+                format!(
+                    "the outline's segment {} cited sources that do not exist ({unknown:?}); they were dropped",
+                    i + 1
+                ),
+            )
+            .await
+            .map_err(|e| StageError::retryable(FailureCode::Internal, e.to_string()))?;
+        }
+        known.dedup();
+        segments.push(OutlineSegment {
+            title: s.title.trim().to_owned(),
+            goal: s.goal.trim().to_owned(),
+            key_points: s
+                .key_points
+                .into_iter()
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            sources: known,
+            word_budget,
+        });
+    }
+    Ok(Outline {
+        title: plan.title.trim().to_owned(),
+        hook: plan.hook.trim().to_owned(),
+        segments,
+        framing_word_budget: framing,
+    })
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::super::structured::{self, CallError, StageObserver, UsageMeter};
 use super::super::text;
 use super::super::{Stage, StageContext, StageError, StageKind, StageOutput};
 use super::{Providers, format_guidance, format_name, hosts, passages, pick, previous, source_budget};
+use crate::domain::FailureCode;
 use crate::pipeline::{prompts, schemas};
 use crate::sources::estimate_tokens;
 
@@ -100,20 +101,20 @@ struct SegmentJob<'a> {
 }
 
 impl SegmentJob<'_> {
+    /// Writes the segment: prompt, call, clean, check the language. A prompt
+    /// that does not fit the context is rebuilt with half the source
+    /// passages (never resent unchanged); a segment in the wrong language is
+    /// asked for once more with a reminder, then kept with a warning.
     async fn write(&self) -> Result<ScriptSegment, StageError> {
         let llm = self.providers.llm()?;
-        let p = self.ctx.podcast;
         let seg = &self.outline.segments[self.index];
-        let host_list = hosts(self.ctx);
-        let host_names: Vec<String> = host_list.iter().map(|h| h.name.clone()).collect();
+        let host_names: Vec<String> = hosts(self.ctx).iter().map(|h| h.name.clone()).collect();
         let mut chosen = pick(self.research, &seg.sources);
         if chosen.is_empty() {
             chosen = self.research.sources.iter().collect();
         }
         let numbers: Vec<u32> = chosen.iter().map(|s| s.number).collect();
         let query = format!("{} {} {}", seg.title, seg.goal, seg.key_points.join(" "));
-        let summary = |i: usize| self.outline.segments.get(i).map(|s| format!("{}: {}", s.title, s.goal));
-        let hint = turns_hint(seg.word_budget);
         let max_tokens = (seg.word_budget * 3 + 400).min(8_000);
         let observer = StageObserver::new(self.ctx, format!("segment {}", self.index + 1));
         let fixed = 900 + estimate_tokens(&query) + self.outline.segments.len() * 40;
@@ -122,38 +123,9 @@ impl SegmentJob<'_> {
         loop {
             let chosen_passages = passages(&chosen, &query, budget);
             let used: usize = chosen_passages.iter().map(|p| estimate_tokens(&p.passage)).sum();
-            let context = json!({
-                "topic": p.topic,
-                "title": self.outline.title,
-                "format": format_name(p.format),
-                "format_guidance": format_guidance(p.format),
-                "hosts": host_list,
-                "language": p.language,
-                "language_name": prompts::language_name(&p.language),
-                "audience": p.audience,
-                "tone": p.tone,
-                "instructions": p.instructions,
-                "outline": self.outline.segments.iter().enumerate().map(|(i, s)| json!({"number": i + 1, "title": s.title, "goal": s.goal})).collect::<Vec<_>>(),
-                "segment": {"number": self.index + 1, "title": seg.title, "goal": seg.goal, "key_points": seg.key_points},
-                "count": self.outline.segments.len(),
-                "previous": self.index.checked_sub(1).and_then(summary),
-                "next": summary(self.index + 1),
-                "word_budget": seg.word_budget,
-                "turns_hint": hint,
-                "sources": chosen_passages,
-            });
-            let mut messages =
-                prompts::render(prompts::SCRIPT, context).map_err(|e| StageError::fatal("INTERNAL", e.to_string()))?;
-            if language_reminder {
-                messages.push(crate::providers::ChatMessage::user(format!(
-                    "Reminder: write every turn in {}, even where the sources use another language.",
-                    prompts::language_name(&p.language)
-                )));
-            }
+            let messages = self.prompt(chosen_passages, language_reminder)?;
             let prompt_tokens: usize = messages.iter().map(|m| estimate_tokens(&m.content)).sum();
-            let research = self.research;
-            let names = host_names.clone();
-            let budget_words = seg.word_budget as usize;
+            let (research, names, budget_words) = (self.research, host_names.clone(), seg.word_budget as usize);
             let check = move |w: &Written| -> Result<(), String> {
                 let (turns, _) = clean(&w.turns, &names, research)?;
                 let words: usize = turns.iter().map(|t| text::count_words(&t.text)).sum();
@@ -185,51 +157,106 @@ impl SegmentJob<'_> {
                 }
                 Err(CallError::ContextLength) => {
                     return Err(StageError::fatal(
-                        "SOURCE_TOO_LONG",
+                        FailureCode::SourceTooLong,
                         "a segment's prompt does not fit the model's context even with minimal source passages",
                     ));
                 }
                 Err(CallError::Stage(e)) => return Err(e),
             };
             let (turns, unknown) = clean(&written.turns, &host_names, self.research)
-                .map_err(|e| StageError::fatal(structured::SCRIPT_INVALID, e))?;
-            let spoken: String = turns.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ");
-            if let Some(found) = text::detect_language(&spoken)
-                && !text::language_matches(&p.language, found)
-            {
-                if !language_reminder {
-                    // One more try with an explicit reminder, then a warning.
-                    language_reminder = true;
-                    continue;
-                }
-                self.ctx
-                    .warn(
-                        &format!("language:{}", self.index),
-                        "LANGUAGE_MISMATCH",
-                        format!("segment {} reads as {found}, not {}", self.index + 1, p.language),
-                    )
-                    .await
-                    .map_err(|e| StageError::retryable("INTERNAL", e.to_string()))?;
+                .map_err(|e| StageError::fatal(FailureCode::ScriptInvalid, e))?;
+            if self.wrong_language(&turns) && !language_reminder {
+                // One more try with an explicit reminder, then a warning.
+                language_reminder = true;
+                continue;
             }
-            if !unknown.is_empty() {
-                self.ctx
-                    .warn(
-                        &format!("citations:{}", self.index),
-                        "UNKNOWN_CITATION",
-                        format!(
-                            "segment {} cited sources that do not exist ({unknown:?}); the citations were dropped",
-                            self.index + 1
-                        ),
-                    )
-                    .await
-                    .map_err(|e| StageError::retryable("INTERNAL", e.to_string()))?;
-            }
+            self.report(&turns, &unknown).await?;
             return Ok(ScriptSegment {
                 index: self.index,
                 title: seg.title.clone(),
                 turns,
             });
         }
+    }
+
+    /// The segment's prompt over `sources`, with a reminder of the language
+    /// when an earlier answer was in another one.
+    fn prompt(
+        &self,
+        sources: Vec<impl serde::Serialize>,
+        language_reminder: bool,
+    ) -> Result<Vec<crate::providers::ChatMessage>, StageError> {
+        let p = self.ctx.podcast;
+        let seg = &self.outline.segments[self.index];
+        let summary = |i: usize| self.outline.segments.get(i).map(|s| format!("{}: {}", s.title, s.goal));
+        let context = json!({
+            "topic": p.topic,
+            "title": self.outline.title,
+            "format": format_name(p.format),
+            "format_guidance": format_guidance(p.format),
+            "hosts": hosts(self.ctx),
+            "language": p.language,
+            "language_name": prompts::language_name(&p.language),
+            "audience": p.audience,
+            "tone": p.tone,
+            "instructions": p.instructions,
+            "outline": self.outline.segments.iter().enumerate().map(|(i, s)| json!({"number": i + 1, "title": s.title, "goal": s.goal})).collect::<Vec<_>>(),
+            "segment": {"number": self.index + 1, "title": seg.title, "goal": seg.goal, "key_points": seg.key_points},
+            "count": self.outline.segments.len(),
+            "previous": self.index.checked_sub(1).and_then(summary),
+            "next": summary(self.index + 1),
+            "word_budget": seg.word_budget,
+            "turns_hint": turns_hint(seg.word_budget),
+            "sources": sources,
+        });
+        let mut messages = prompts::render(prompts::SCRIPT, context)
+            .map_err(|e| StageError::fatal(FailureCode::Internal, e.to_string()))?;
+        if language_reminder {
+            messages.push(crate::providers::ChatMessage::user(format!(
+                "Reminder: write every turn in {}, even where the sources use another language.",
+                prompts::language_name(&p.language)
+            )));
+        }
+        Ok(messages)
+    }
+
+    /// True when the turns read as a language other than the episode's.
+    fn wrong_language(&self, turns: &[Turn]) -> bool {
+        let spoken: String = turns.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ");
+        text::detect_language(&spoken).is_some_and(|found| !text::language_matches(&self.ctx.podcast.language, found))
+    }
+
+    /// Warns about what the segment kept despite its flaws: a language other
+    /// than the episode's, citations of sources that do not exist.
+    async fn report(&self, turns: &[Turn], unknown: &[u32]) -> Result<(), StageError> {
+        let language = &self.ctx.podcast.language;
+        let spoken: String = turns.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ");
+        if let Some(found) = text::detect_language(&spoken)
+            && !text::language_matches(language, found)
+        {
+            self.ctx
+                .warn(
+                    &format!("language:{}", self.index),
+                    "LANGUAGE_MISMATCH",
+                    format!("segment {} reads as {found}, not {language}", self.index + 1),
+                )
+                .await
+                .map_err(|e| StageError::retryable(FailureCode::Internal, e.to_string()))?;
+        }
+        if !unknown.is_empty() {
+            self.ctx
+                .warn(
+                    &format!("citations:{}", self.index),
+                    "UNKNOWN_CITATION",
+                    format!(
+                        "segment {} cited sources that do not exist ({unknown:?}); the citations were dropped",
+                        self.index + 1
+                    ),
+                )
+                .await
+                .map_err(|e| StageError::retryable(FailureCode::Internal, e.to_string()))?;
+        }
+        Ok(())
     }
 }
 
@@ -248,7 +275,7 @@ impl Stage for ScriptStage {
         let mut done: Vec<ScriptSegment> = ctx
             .finished_artifacts()
             .await
-            .map_err(|e| StageError::retryable("INTERNAL", e.to_string()))?
+            .map_err(|e| StageError::retryable(FailureCode::Internal, e.to_string()))?
             .into_iter()
             .filter(|(k, _)| k.starts_with("segment:"))
             .filter_map(|(_, v)| serde_json::from_value::<ScriptSegment>(v).ok())
@@ -271,8 +298,8 @@ impl Stage for ScriptStage {
                     };
                     let segment = job.write().await?;
                     let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
-                    let data =
-                        serde_json::to_value(&segment).map_err(|e| StageError::fatal("INTERNAL", e.to_string()))?;
+                    let data = serde_json::to_value(&segment)
+                        .map_err(|e| StageError::fatal(FailureCode::Internal, e.to_string()))?;
                     ctx.artifact(
                         &format!("segment:{index}"),
                         &format!("segment {} of {total} written: {}", index + 1, segment.title),
@@ -280,7 +307,7 @@ impl Stage for ScriptStage {
                         n as f32 / total as f32,
                     )
                     .await
-                    .map_err(|e| StageError::retryable("INTERNAL", e.to_string()))?;
+                    .map_err(|e| StageError::retryable(FailureCode::Internal, e.to_string()))?;
                     Ok(segment)
                 }
             })
@@ -292,7 +319,8 @@ impl Stage for ScriptStage {
         }
         done.sort_by_key(|s| s.index);
         let script = Script { segments: done };
-        let output = serde_json::to_value(&script).map_err(|e| StageError::fatal("INTERNAL", e.to_string()))?;
+        let output =
+            serde_json::to_value(&script).map_err(|e| StageError::fatal(FailureCode::Internal, e.to_string()))?;
         Ok(StageOutput {
             output,
             usage: meter.total(),

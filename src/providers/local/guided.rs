@@ -728,31 +728,7 @@ impl Walker<'_> {
                 && (!prose
                     || (chars >= opts.prose_min_chars.min(max / 2)
                         && value.trim_end().ends_with(['.', '!', '?', '"', '\''])));
-            let mut logits = self.logits.clone().context("no logits")?;
-            let v = self.lm.vocab();
-            for &id in &v.special_ids {
-                if !(can_close && v.end_of_turn.contains(&id)) {
-                    logits[id as usize] = f32::NEG_INFINITY;
-                }
-            }
-            if !can_close {
-                for &id in &v.may_terminate {
-                    logits[id as usize] = f32::NEG_INFINITY;
-                }
-            }
-            if chars == 0 {
-                for &id in &v.starts_with_space {
-                    logits[id as usize] = f32::NEG_INFINITY;
-                }
-            }
-            let window = opts.repetition_window;
-            let mut recent: Vec<u32> = self.generated[self.generated.len().saturating_sub(window)..].to_vec();
-            recent.extend_from_slice(&toks[toks.len().saturating_sub(window)..]);
-            apply_repetition_penalty(&mut logits, &recent, opts.repetition_penalty);
-            // Copying an earlier string of the response is not allowed.
-            for id in ngram_continuations(&self.history, &toks, opts.no_copy_ngram) {
-                logits[id as usize] = f32::NEG_INFINITY;
-            }
+            let mut logits = self.string_logits(&toks, chars == 0, can_close)?;
             // Repeating itself inside the string is a loop: end the string
             // there if it may end, else steer away.
             let repeats = ngram_continuations(&toks, &toks, opts.no_repeat_ngram);
@@ -789,21 +765,56 @@ impl Walker<'_> {
             toks.push(t);
             records.push((self.lm.position(), chars, dec.is_clean()));
         };
-        // Decide the final text.
-        let head: String = value.chars().take(chars.min(max)).collect();
-        let mut text = match stop {
-            Stop::Natural => head.trim_end().to_string(),
-            _ => cut_at_boundary(&head),
-        };
-        if text.chars().count() < min {
-            // Boundary cutting went below minLength: fall back to a hard cut.
-            text = head.trim_end().to_string();
-            if text.chars().count() < min {
-                text = head;
+        let text = final_text(&value, chars, min, max, stop);
+        self.resync_string(&text, &records, &toks, start_pos)?;
+        Ok(text)
+    }
+
+    /// The next token's logits inside a string: special tokens masked (the
+    /// end of turn allowed only where the string may close), tokens that
+    /// would end the string masked until it may, no leading space, the
+    /// repetition penalty over recent tokens, and no copying of an earlier
+    /// string of the response.
+    fn string_logits(&self, toks: &[u32], first: bool, can_close: bool) -> Result<Vec<f32>> {
+        let opts = &self.p.sampling;
+        let mut logits = self.logits.clone().context("no logits")?;
+        let v = self.lm.vocab();
+        for &id in &v.special_ids {
+            if !(can_close && v.end_of_turn.contains(&id)) {
+                logits[id as usize] = f32::NEG_INFINITY;
             }
         }
-        // Resynchronise the context with the final text: keep whole tokens
-        // that lie inside it, and re-emit the rest as forced text.
+        if !can_close {
+            for &id in &v.may_terminate {
+                logits[id as usize] = f32::NEG_INFINITY;
+            }
+        }
+        if first {
+            for &id in &v.starts_with_space {
+                logits[id as usize] = f32::NEG_INFINITY;
+            }
+        }
+        let window = opts.repetition_window;
+        let mut recent: Vec<u32> = self.generated[self.generated.len().saturating_sub(window)..].to_vec();
+        recent.extend_from_slice(&toks[toks.len().saturating_sub(window)..]);
+        apply_repetition_penalty(&mut logits, &recent, opts.repetition_penalty);
+        for id in ngram_continuations(&self.history, toks, opts.no_copy_ngram) {
+            logits[id as usize] = f32::NEG_INFINITY;
+        }
+        Ok(logits)
+    }
+
+    /// Resynchronises the context with the string's final `text`: keeps the
+    /// whole sampled tokens that lie inside it (`records` holds, per token,
+    /// the position after it, the chars of value so far and whether the
+    /// decoder was clean), re-emits the rest as forced text, closes the quote.
+    fn resync_string(
+        &mut self,
+        text: &str,
+        records: &[(usize, usize, bool)],
+        toks: &[u32],
+        start_pos: usize,
+    ) -> Result<()> {
         let final_chars = text.chars().count();
         let keep = records.iter().rposition(|&(_, c, clean)| clean && c <= final_chars);
         let (keep_pos, keep_chars, keep_toks) = match keep {
@@ -818,8 +829,27 @@ impl Walker<'_> {
         self.generated.extend_from_slice(&toks[..keep_toks]);
         self.history.extend_from_slice(&toks[..keep_toks]);
         self.history.push(u32::MAX);
-        Ok(text)
+        Ok(())
     }
+}
+
+/// The string's text once sampling stopped: a natural end keeps what was
+/// written; any other stop cuts at the last word or sentence boundary, unless
+/// that goes below `min` characters (then a hard cut at `max`).
+fn final_text(value: &str, chars: usize, min: usize, max: usize, stop: Stop) -> String {
+    let head: String = value.chars().take(chars.min(max)).collect();
+    let mut text = match stop {
+        Stop::Natural => head.trim_end().to_string(),
+        _ => cut_at_boundary(&head),
+    };
+    if text.chars().count() < min {
+        // Boundary cutting went below minLength: fall back to a hard cut.
+        text = head.trim_end().to_string();
+        if text.chars().count() < min {
+            text = head;
+        }
+    }
+    text
 }
 
 /// Tokens that would complete, after `current`, an `n`-gram already present

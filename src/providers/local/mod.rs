@@ -385,14 +385,6 @@ impl LocalModel {
         self.context_length
     }
 
-    /// Tokens `text` encodes to as plain content (no chat markup). Use it to
-    /// budget prompts: a message costs its content's tokens plus ~5.
-    pub fn count_tokens(&self, text: &str) -> usize {
-        // Encoding only fails on internal tokenizer errors; the byte length
-        // is an upper bound for byte-level BPE.
-        self.tokenizer.encode(text).map(|t| t.len()).unwrap_or(text.len())
-    }
-
     /// Effective candle thread count.
     pub fn threads(&self) -> usize {
         self.threads
@@ -512,72 +504,6 @@ impl LocalModel {
             prompt_elapsed,
             sampled_tokens: out.sampled_tokens as u32,
         })
-    }
-
-    /// Unconstrained generation, for diagnostics and prompt experiments:
-    /// renders `messages`, forces `assistant_prefix` at the start of the
-    /// answer, then samples up to `max_tokens` tokens until the end of the
-    /// turn. Returns the text after the prefix.
-    pub fn generate_text(
-        &self,
-        messages: &[ChatMessage],
-        assistant_prefix: &str,
-        max_tokens: usize,
-        temperature: f32,
-        seed: u64,
-    ) -> Result<String> {
-        let mut prompt = self.prompt_tokens(messages)?;
-        prompt.extend(self.tokenizer.encode(assistant_prefix)?);
-        if prompt.len() + max_tokens > self.context_length {
-            return Err(LocalError::ContextLength {
-                prompt_tokens: prompt.len(),
-                min_output_tokens: max_tokens,
-                context_length: self.context_length,
-            }
-            .into());
-        }
-        let mut guard = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
-        let e = &mut *guard;
-        e.llama.truncate(0)?;
-        e.tokens.clear();
-        let mut logits = Vec::new();
-        for chunk in prompt.chunks(PREFILL_CHUNK) {
-            logits = e.llama.forward(chunk, false)?.data;
-            e.tokens.extend_from_slice(chunk);
-        }
-        let vocab = self.tokenizer.vocab();
-        let mut rng = sampling::Rng::new(seed);
-        let mut out: Vec<u32> = Vec::new();
-        let mut bytes = Vec::new();
-        for _ in 0..max_tokens {
-            for &id in &vocab.special_ids {
-                if !vocab.end_of_turn.contains(&id) {
-                    logits[id as usize] = f32::NEG_INFINITY;
-                }
-            }
-            let w = self.sampling.repetition_window;
-            sampling::apply_repetition_penalty(
-                &mut logits,
-                &out[out.len().saturating_sub(w)..],
-                self.sampling.repetition_penalty,
-            );
-            let Some(t) = sampling::sample(&logits, temperature, &self.sampling, &mut rng) else {
-                break;
-            };
-            if vocab.end_of_turn.contains(&t) {
-                break;
-            }
-            out.push(t);
-            bytes.extend_from_slice(vocab.token_bytes(t));
-            logits = e.llama.forward(&[t], false)?.data;
-            e.tokens.push(t);
-        }
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
-    }
-
-    /// Token ids of `text` (plain content), for tests and diagnostics.
-    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer.encode(text)
     }
 
     /// Raw forward pass for benchmarks: clears the cache, feeds `tokens` as

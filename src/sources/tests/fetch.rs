@@ -202,7 +202,7 @@ async fn refuses_too_large() {
         .await
         .expect_err("too large");
     assert_eq!(err, SourceError::TooLarge { limit: 100_000 });
-    assert_eq!(err.code(), "SOURCE_TOO_LARGE");
+    assert_eq!(err.code().as_str(), "SOURCE_TOO_LARGE");
     // No Content-Length and an endless body: stopped while streaming.
     let started = Instant::now();
     let err = fetch(&client, &format!("http://{addr}/endless"))
@@ -220,27 +220,27 @@ async fn refuses_unsupported_type_and_http_errors() {
         .await
         .expect_err("png");
     assert_eq!(err, SourceError::UnsupportedType("image/png".to_string()));
-    assert_eq!(err.code(), "SOURCE_UNSUPPORTED");
+    assert_eq!(err.code().as_str(), "SOURCE_UNSUPPORTED");
 
     let err = fetch(&client, &format!("http://{addr}/missing"))
         .await
         .expect_err("404");
     assert_eq!(err, SourceError::Http { status: 404 });
-    assert_eq!(err.code(), "SOURCE_HTTP_ERROR");
+    assert_eq!(err.code().as_str(), "SOURCE_HTTP_ERROR");
 
     let err = fetch(&client, &format!("http://{addr}/empty.html"))
         .await
         .expect_err("empty");
-    assert_eq!(err.code(), "SOURCE_EMPTY");
+    assert_eq!(err.code().as_str(), "SOURCE_EMPTY");
 
     let err = fetch(&client, &format!("http://{addr}/loop")).await.expect_err("loop");
-    assert_eq!(err.code(), "SOURCE_UNREACHABLE", "{err}");
+    assert_eq!(err.code().as_str(), "SOURCE_UNREACHABLE", "{err}");
     assert!(err.to_string().contains("more than 5 redirects"), "{err}");
 
     let err = fetch(&client, "ftp://example.org/file.txt").await.expect_err("ftp");
-    assert_eq!(err.code(), "SOURCE_UNSUPPORTED");
+    assert_eq!(err.code().as_str(), "SOURCE_UNSUPPORTED");
     let err = fetch(&client, "not a url").await.expect_err("garbage");
-    assert_eq!(err.code(), "SOURCE_INVALID_URL");
+    assert_eq!(err.code().as_str(), "SOURCE_INVALID_URL");
 }
 
 #[tokio::test]
@@ -255,7 +255,7 @@ async fn times_out() {
         let started = Instant::now();
         let err = fetch(&client, &format!("http://{addr}{path}")).await.expect_err("slow");
         assert_eq!(err, SourceError::Timeout, "{path}");
-        assert_eq!(err.code(), "SOURCE_TIMEOUT");
+        assert_eq!(err.code().as_str(), "SOURCE_TIMEOUT");
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(450) && took < Duration::from_secs(3),
@@ -278,7 +278,7 @@ async fn refuses_ip_literal_loopback() {
     ] {
         let err = fetch(&client, &url).await.expect_err("loopback refused");
         assert!(matches!(err, SourceError::Forbidden(_)), "{url}: {err:?}");
-        assert_eq!(err.code(), "SOURCE_FORBIDDEN");
+        assert_eq!(err.code().as_str(), "SOURCE_FORBIDDEN");
     }
 }
 

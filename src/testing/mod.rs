@@ -1,7 +1,11 @@
-//! Test support: isolated databases from a migrated template, and a
-//! [`TestApp`] that serves the real router on a real port.
+//! Test support: isolated databases from a migrated template, a
+//! [`TestApp`] that serves the real router on a real port, and mock servers
+//! of the providers' HTTP protocols ([`mock_provider`]).
 //!
-//! Used by the integration tests and the benchmarks; not part of the service.
+//! Used by the integration tests and the benchmarks; not part of the
+//! service: it is compiled only with the `test-support` feature, which the
+//! crate's own dev-dependency on itself turns on for tests and benches, so
+//! release binaries do not contain it.
 //!
 //! Each test gets its own database, copied from a template that is migrated
 //! once per migration set (`podforge_tpl_<hash of migrations/>`), so tests run
@@ -16,6 +20,8 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+
+pub mod mock_provider;
 
 use crate::app::{self, App};
 use crate::config::Config;
@@ -250,11 +256,11 @@ impl TestApp {
         .await
         .expect("app");
         #[expect(clippy::expect_used, reason = "test support")]
-        let (listener, addr) = app::bind(app.config.bind).await.expect("bind");
+        let (listener, addr) = crate::server::bind(app.config.bind).await.expect("bind");
         let (tx, rx) = oneshot::channel::<()>();
-        let router = app::router(app.clone());
+        let router = crate::server::router(app.clone());
         let server = tokio::spawn(async move {
-            let _ = app::serve(listener, router, async move {
+            let _ = crate::server::serve(listener, router, async move {
                 let _ = rx.await;
             })
             .await;

@@ -5,12 +5,17 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
 COPY src ./src
 COPY migrations ./migrations
+# Cargo.toml declares the benches, so the manifest does not load without them.
+COPY benches ./benches
 RUN cargo build --release --locked --bin podforge
 
 FROM debian:bookworm-slim
+# The runtime packages are listed once, in scripts/runtime-packages.txt, which
+# scripts/runtime-root.sh also installs to prove this stage without Docker.
+COPY scripts/runtime-packages.txt /tmp/runtime-packages.txt
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
+ && grep -v '^#' /tmp/runtime-packages.txt | xargs apt-get install -y --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
  && useradd --system --uid 10001 --home-dir /data podforge \
  && mkdir -p /data && chown podforge /data
 COPY --from=build /src/target/release/podforge /usr/local/bin/podforge

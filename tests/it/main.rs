@@ -6,6 +6,7 @@
 
 mod accounts;
 mod clients;
+mod deploy;
 mod guards;
 mod http;
 mod jobs;

@@ -52,18 +52,21 @@ trap cleanup EXIT
 mount -t proc proc "$ROOT/proc"
 mount --bind /dev "$ROOT/dev"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+mkdir -p "$ROOT/dev/pts"
 # shellcheck disable=SC2046
 chroot "$ROOT" /bin/sh -c "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(grep -v '^#' scripts/runtime-packages.txt | xargs) >/dev/null && rm -rf /var/lib/apt/lists/*"
 chroot "$ROOT" /bin/sh -c "useradd --system --uid 10001 --home-dir /data podforge && mkdir -p /data && chown podforge /data"
 install -m 0755 "$CARGO_TARGET_DIR/release/podforge" "$ROOT/usr/local/bin/podforge"
 
+# The command prefix that runs a program inside the root as `podforge`, with
+# only the environment the image would have (plus what this run needs).
 in_root() {
-  chroot --userspec=podforge:podforge "$ROOT" /usr/bin/env -i HOME=/data PATH=/usr/local/bin:/usr/bin:/bin \
-    PODFORGE_ENV=production PODFORGE_DATA_DIR=/data \
-    JWT_SECRET=runtime-root-check-secret-of-at-least-32-bytes \
-    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable" \
-    OPENAI_BASE_URL="$OPENAI_BASE_URL" OPENAI_API_KEY=mock PODFORGE_LLM_MODEL=mock \
-    PODFORGE_BIND=127.0.0.1:18089 RUST_LOG=warn "$@"
+  IN_ROOT=(chroot --userspec=podforge:podforge "$ROOT" /usr/bin/env -i HOME=/data PATH=/usr/local/bin:/usr/bin:/bin
+    PODFORGE_ENV=production PODFORGE_DATA_DIR=/data
+    JWT_SECRET=runtime-root-check-secret-of-at-least-32-bytes
+    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
+    OPENAI_BASE_URL="$OPENAI_BASE_URL" OPENAI_API_KEY=mock PODFORGE_LLM_MODEL=mock
+    PODFORGE_BIND=127.0.0.1:18089 RUST_LOG=warn)
 }
 
 echo "== mock provider (outside the root)"
@@ -73,14 +76,16 @@ for _ in $(seq 1 50); do grep -q OPENAI_BASE_URL "$CACHE/mock.out" 2>/dev/null &
 OPENAI_BASE_URL="$(sed -n 's/^OPENAI_BASE_URL=//p' "$CACHE/mock.out")"
 export OPENAI_BASE_URL
 
+in_root
 echo "== podforge migrate (inside the root)"
-in_root podforge migrate
+"${IN_ROOT[@]}" podforge migrate
 
 echo "== podforge serve (inside the root)"
-in_root podforge serve >"$CACHE/serve.log" 2>&1 &
+# chroot and env exec, so this PID is podforge's own and receives the SIGTERM.
+"${IN_ROOT[@]}" podforge serve >"$CACHE/serve.log" 2>&1 &
 SERVE_PID=$!
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18089/readyz >/dev/null && break; sleep 0.1; done
-curl -sf http://127.0.0.1:18089/readyz
+curl -sf http://127.0.0.1:18089/readyz; echo
 
 gql() {
   curl -sf http://127.0.0.1:18089/graphql -H 'content-type: application/json' ${TOKEN:+-H "authorization: Bearer $TOKEN"} \
@@ -103,13 +108,13 @@ echo
 
 echo "== SIGTERM"
 kill -TERM "$SERVE_PID"
-wait "$SERVE_PID"
-SERVE_STATUS=$?
+SERVE_STATUS=0
+wait "$SERVE_PID" || SERVE_STATUS=$?
 SERVE_PID=""
 echo "serve exited with $SERVE_STATUS"
 
 echo "== sizes"
-du -sh --apparent-size "$ROOT" | awk '{print "runtime root: " $1}'
+du -shx --apparent-size "$ROOT" | awk '{print "runtime root: " $1}'
 du -sh --apparent-size "$ROOT/usr/local/bin/podforge" | awk '{print "podforge binary: " $1}'
 ldd "$ROOT/usr/local/bin/podforge" | awk '{print "links: " $1}'
 

@@ -12,9 +12,10 @@
 //! - [`graphql`]: schema, resolvers, error codes, the websocket protocols.
 //! - [`jobs`]: a generic durable job queue and its workers.
 //! - [`listen`]: the process's LISTEN connection.
+//! - [`media`]: mixing speech clips, loudness, MP3 encoding and ID3 chapters.
 //! - [`progress`]: generation events and their fan-out.
 //! - [`pipeline`]: the generation stages and the runner that checkpoints them.
-//! - [`providers`]: language model and research clients, and the mock provider server.
+//! - [`providers`]: language model, research and speech clients, and the mock provider servers.
 //! - [`sources`]: fetching user sources, reducing them to text, chunking and ranking passages.
 //! - [`telemetry`]: logging set-up.
 //! - [`testing`]: test databases and a served app for tests and benchmarks.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod graphql;
 pub mod jobs;
 pub mod listen;
+pub mod media;
 pub mod pipeline;
 pub mod progress;
 pub mod providers;

@@ -14,6 +14,7 @@ pub mod local_llm;
 pub mod mock;
 pub mod openai;
 pub mod perplexity;
+pub mod speech;
 
 use std::time::Duration;
 

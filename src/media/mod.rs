@@ -1,4 +1,4 @@
-//! Audio after speech: mixing clips into a track ([`mix`]), resampling
+//! Audio after speech: mixing clips into a track ([`mod@mix`]), resampling
 //! ([`resample`]), loudness measurement and normalisation ([`loudness`]),
 //! MP3 encoding ([`mp3`]), ID3 tags with chapters ([`tags`]), decoding back
 //! for checks ([`probe`]) and pitch measurement ([`analysis`]); and

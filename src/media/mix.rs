@@ -18,7 +18,14 @@ pub struct Pauses {
     pub lead_in: Duration,
     /// Silence after the last clip, default 500 ms (players cut the very end).
     pub tail: Duration,
+    /// Each clip's leading and trailing silence (below about -46 dBFS) is
+    /// cut to this before the pauses are added, so the pauses are what the
+    /// listener hears; `None` keeps clips as they are. Default 40 ms.
+    pub trim_edges: Option<Duration>,
 }
+
+/// Level under which a clip's edges count as silence (about -46 dBFS).
+pub const EDGE_THRESHOLD: f32 = 0.005;
 
 impl Default for Pauses {
     fn default() -> Self {
@@ -27,6 +34,7 @@ impl Default for Pauses {
             between_segments: Duration::from_millis(700),
             lead_in: Duration::ZERO,
             tail: Duration::from_millis(500),
+            trim_edges: Some(Duration::from_millis(40)),
         }
     }
 }
@@ -80,8 +88,9 @@ fn samples_for(d: Duration, rate: u32) -> usize {
 /// Joins `segments` (each a list of clips, e.g. one per turn) into one mono
 /// track at `sample_rate` Hz: `lead_in`, the clips with `between_turns`
 /// between clips of a segment and `between_segments` between segments,
-/// then `tail`. Clips at another rate are resampled. Empty segments add no
-/// pause. Blocking, CPU-bound.
+/// then `tail`. Each clip's edge silence is first cut to `trim_edges`; clips
+/// at another rate are resampled. Empty segments add no pause. Blocking,
+/// CPU-bound.
 ///
 /// Errors: [`MediaError::Empty`] when there is no clip at all,
 /// [`MediaError::Invalid`] for a clip without a sample rate or a
@@ -115,6 +124,16 @@ pub fn mix(segments: &[Vec<Clip>], pauses: &Pauses, sample_rate: u32) -> Result<
                 )));
             }
             let start = samples.len() as f64 / rate;
+            let trimmed;
+            let clip = match pauses.trim_edges {
+                Some(keep) => {
+                    let mut c = clip.clone();
+                    c.trim_silence(EDGE_THRESHOLD, keep);
+                    trimmed = c;
+                    &trimmed
+                }
+                None => clip,
+            };
             if clip.sample_rate == sample_rate {
                 samples.extend_from_slice(&clip.samples);
             } else {
@@ -170,6 +189,29 @@ mod tests {
         assert_eq!(m.segments[2].start_secs, 3.95);
         assert_eq!(m.samples[1100], 0.0);
         assert_eq!(m.samples[1300], 0.5);
+    }
+
+    #[test]
+    fn edge_silence_is_trimmed_before_pauses() {
+        let mut padded = vec![0.0f32; 500];
+        padded.extend(vec![0.5f32; 1000]);
+        padded.extend(vec![0.0f32; 600]);
+        let segs = vec![vec![Clip::new(padded.clone(), 1000), Clip::new(padded, 1000)]];
+        let m = mix(&segs, &Pauses::default(), 1000).unwrap();
+        // Each clip: 40 ms + 1 s + 40 ms; one 250 ms pause; 500 ms tail.
+        assert!((m.clips[0].end_secs - 1.08).abs() < 1e-9, "{:?}", m.clips);
+        assert!((m.clips[1].start_secs - 1.33).abs() < 1e-9, "{:?}", m.clips);
+        assert!((m.duration_secs() - (1.08 * 2.0 + 0.25 + 0.5)).abs() < 1e-9);
+        let kept = mix(
+            &segs,
+            &Pauses {
+                trim_edges: None,
+                ..Pauses::default()
+            },
+            1000,
+        )
+        .unwrap();
+        assert!((kept.clips[0].end_secs - 2.1).abs() < 1e-9);
     }
 
     #[test]

@@ -168,6 +168,22 @@ impl Clip {
         Ok(())
     }
 
+    /// Shortens leading and trailing silence (samples with |x| at or below
+    /// `threshold`, linear) to at most `keep`; a silent clip is left as is.
+    /// Speech engines pad their output (Kokoro: 0.3 to 0.6 s a side), which
+    /// would otherwise add to every pause between turns.
+    pub fn trim_silence(&mut self, threshold: f32, keep: Duration) {
+        let Some(first) = self.samples.iter().position(|s| s.abs() > threshold) else {
+            return;
+        };
+        let last = self.samples.iter().rposition(|s| s.abs() > threshold).unwrap_or(first);
+        let margin = (keep.as_secs_f64() * f64::from(self.sample_rate)).round() as usize;
+        let start = first.saturating_sub(margin);
+        let end = (last + 1 + margin).min(self.samples.len());
+        self.samples.truncate(end);
+        self.samples.drain(..start);
+    }
+
     /// Appends `other`, which must have the same sample rate.
     ///
     /// Errors: [`SpeechError::BadAudio`] when the rates differ.
@@ -554,8 +570,16 @@ mod tests {
         assert_eq!(Clip::from_wav(&header_only).unwrap_err().code(), "TTS_BAD_AUDIO");
         assert_eq!(Clip::from_wav(b"").unwrap_err().code(), "TTS_BAD_AUDIO");
         assert_eq!(Clip::from_wav(b"not a wav at all").unwrap_err().code(), "TTS_BAD_AUDIO");
+        let mut padded = Clip::new(vec![0.0; 1000], 1000);
+        padded.samples[400..600].fill(0.5);
+        padded.trim_silence(0.01, Duration::from_millis(50));
+        assert_eq!(padded.samples.len(), 300);
+        assert_eq!(padded.samples[50], 0.5);
         let silent = Clip::new(vec![0.0; 1000], 24_000);
         assert_eq!(silent.check().unwrap_err().code(), "TTS_BAD_AUDIO");
         assert!(silent.is_silent());
+        let mut still = silent.clone();
+        still.trim_silence(0.01, Duration::ZERO);
+        assert_eq!(still, silent);
     }
 }

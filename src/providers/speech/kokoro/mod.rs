@@ -28,7 +28,8 @@
 //! [`CHUNK_CHARS`] characters; each piece is phonemized and, if it still has
 //! more than [`MAX_PHONEMES`] ids, split again. Each chunk is one model call
 //! with tokens `[0] + ids + [0]`, style = row N of the voice pack (N = number
-//! of ids) and speed; the 24 kHz outputs are concatenated.
+//! of ids) and speed; the 24 kHz outputs are concatenated, each with its
+//! edge silence trimmed to [`CHUNK_EDGE`].
 
 pub mod phonemize;
 pub mod voices;
@@ -57,6 +58,12 @@ pub const MAX_PHONEMES: usize = MAX_TOKENS - 2;
 /// one phoneme per character, so this stays well under [`MAX_PHONEMES`] and
 /// keeps each call about one or two sentences (which Kokoro reads best).
 pub const CHUNK_CHARS: usize = 300;
+/// Silence kept at each end of a chunk's audio: Kokoro pads each call with
+/// 0.3 to 0.6 s, so two chunks joined as they come would pause about a second
+/// mid-turn; trimmed, a join pauses at most twice this (a sentence break).
+pub const CHUNK_EDGE: Duration = Duration::from_millis(150);
+/// Level under which chunk edges count as silence (about -46 dBFS).
+pub const EDGE_THRESHOLD: f32 = 0.005;
 
 /// Where the engine's files are and how it runs.
 #[derive(Debug, Clone)]
@@ -308,8 +315,12 @@ impl Inner {
         let speed = if speed.is_finite() { speed.clamp(0.5, 2.0) } else { 1.0 };
         let mut clip = Clip::new(Vec::new(), SAMPLE_RATE);
         for ids in &chunks {
-            let audio = self.infer(ids, voices::style_row(&pack, ids.len()), speed)?;
-            clip.samples.extend(audio);
+            let mut audio = Clip::new(
+                self.infer(ids, voices::style_row(&pack, ids.len()), speed)?,
+                SAMPLE_RATE,
+            );
+            audio.trim_silence(EDGE_THRESHOLD, CHUNK_EDGE);
+            clip.samples.extend(audio.samples);
         }
         let elapsed = started.elapsed();
         tracing::debug!(

@@ -95,6 +95,13 @@ async fn kokoro_speaks_two_voices_with_their_own_pitch() {
     assert!((80.0..=150.0).contains(&michael), "am_michael median F0 {michael} Hz");
     assert!(heart > michael * 1.3, "af_heart {heart} Hz vs am_michael {michael} Hz");
 
+    // Speed reaches the model: faster is shorter.
+    let normal = speak(p.as_ref(), "af_heart", SENTENCES[0]).await.duration_secs();
+    let mut fast = SpeechRequest::new("af_heart", SENTENCES[0]);
+    fast.speed = 1.5;
+    let fast = p.synthesize(fast).await.unwrap().duration_secs();
+    assert!(fast < normal * 0.85, "speed 1.5: {fast} s, speed 1: {normal} s");
+
     // The phonemes are what espeak-ng says, post-processed.
     let ipa = kokoro.phonemes("af_heart", "Hello, world. Ninety dogs.").unwrap();
     assert!(ipa.contains("həlˈoʊ, wˈɜːld.") && ipa.contains("nˈaɪndi"), "{ipa}");

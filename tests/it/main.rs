@@ -16,6 +16,7 @@ mod local;
 mod pipeline;
 mod process;
 mod schema;
+mod speech;
 mod tls;
 mod ws;
 mod wsclient;

@@ -33,7 +33,14 @@ pub enum ApiError {
     /// The request conflicts with the current state (taken email, wrong status).
     Conflict(String),
     /// Too many requests or concurrent generations.
-    RateLimited(String),
+    RateLimited {
+        /// What limit was hit and what to do.
+        message: String,
+        /// When trying again can succeed (`extensions.retryAfter`, whole
+        /// seconds rounded up); `None` when it depends on something else
+        /// (a generation finishing).
+        retry_after: Option<std::time::Duration>,
+    },
     /// A dependency (database) is down or saturated; retry later.
     Unavailable(anyhow::Error),
     /// A bug or an unexpected failure; details are logged, never returned.
@@ -49,10 +56,18 @@ impl ApiError {
         }
     }
 
+    /// RATE_LIMITED with `message`, retryable after `retry_after` when known.
+    pub fn rate_limited(message: impl Into<String>, retry_after: Option<std::time::Duration>) -> Self {
+        Self::RateLimited {
+            message: message.into(),
+            retry_after,
+        }
+    }
+
     /// The message a client may see. Internal details never appear here.
     pub fn message(&self) -> String {
         match self {
-            Self::Unauthenticated(m) | Self::Conflict(m) | Self::RateLimited(m) => m.clone(),
+            Self::Unauthenticated(m) | Self::Conflict(m) | Self::RateLimited { message: m, .. } => m.clone(),
             Self::NotFound(what) => format!("{what} not found"),
             Self::BadUserInput { field, message } => format!("{field}: {message}"),
             Self::Unavailable(_) => "service temporarily unavailable; retry shortly".into(),
@@ -67,7 +82,7 @@ impl ApiError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
-            Self::RateLimited(_) => "RATE_LIMITED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Unavailable(_) => "UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
@@ -151,7 +166,7 @@ mod tests {
             (ApiError::NotFound("podcast"), "NOT_FOUND"),
             (ApiError::bad_input("input.email", "x"), "BAD_USER_INPUT"),
             (ApiError::Conflict("x".into()), "CONFLICT"),
-            (ApiError::RateLimited("x".into()), "RATE_LIMITED"),
+            (ApiError::rate_limited("x", None), "RATE_LIMITED"),
             (ApiError::Unavailable(anyhow::anyhow!("x")), "UNAVAILABLE"),
             (
                 ApiError::Internal(anyhow::anyhow!("secret detail")),

@@ -31,6 +31,7 @@ use tower_http::trace::TraceLayer;
 use crate::app::App;
 use crate::auth::RequestAuth;
 use crate::db::migrate;
+use crate::graphql::guard::OverHttp;
 use crate::graphql::{self, PodforgeSchema, error::request_error};
 
 #[derive(Clone)]
@@ -168,9 +169,12 @@ async fn graphql_post(State(state): State<HttpState>, request: Request<Body>) ->
     }
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let auth = Arc::new(RequestAuth::from_header(authorization, &state.app.tokens));
+    // OverHttp: a subscription here is refused with WEBSOCKET_REQUIRED.
     let batch = match batch {
-        BatchRequest::Single(r) => BatchRequest::Single(r.data(auth)),
-        BatchRequest::Batch(list) => BatchRequest::Batch(list.into_iter().map(|r| r.data(auth.clone())).collect()),
+        BatchRequest::Single(r) => BatchRequest::Single(r.data(auth).data(OverHttp)),
+        BatchRequest::Batch(list) => {
+            BatchRequest::Batch(list.into_iter().map(|r| r.data(auth.clone()).data(OverHttp)).collect())
+        }
     };
     graphql_response(state.schema.execute_batch(batch).await)
 }

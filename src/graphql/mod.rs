@@ -6,6 +6,7 @@
 //! [`build`] adds the app, limits and extensions for serving.
 
 pub mod error;
+pub mod guard;
 pub mod limits;
 pub mod mutation;
 pub mod query;
@@ -39,7 +40,9 @@ pub fn schema() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
 /// the raw document ([`limits`]) refuses oversized documents before parsing;
 /// then async-graphql checks depth and complexity with fragments inlined and
 /// every alias counted as a field, and directives per field. Introspection is
-/// off when configured.
+/// off when configured, and then refused with INTROSPECTION_DISABLED
+/// ([`guard`]), as are subscriptions sent over HTTP (WEBSOCKET_REQUIRED).
+/// [`error::ErrorCodes`] gives every error that leaves a code.
 pub fn build(app: Arc<App>) -> PodforgeSchema {
     let limits = &app.config.limits;
     let document_limits = limits::DocumentLimits {
@@ -53,7 +56,10 @@ pub fn build(app: Arc<App>) -> PodforgeSchema {
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(64)
-        .extension(error::ErrorCodes);
+        .extension(error::ErrorCodes)
+        .extension(guard::OperationGuard {
+            introspection: app.config.introspection,
+        });
     if !app.config.introspection {
         builder = builder.disable_introspection();
     }

@@ -28,6 +28,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 use tokio_stream::StreamMap;
+use tracing::Instrument;
 
 use super::PodforgeSchema;
 use crate::app::App;
@@ -75,6 +76,13 @@ pub async fn upgrade(app: Arc<App>, schema: PodforgeSchema, headers: HeaderMap, 
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let limits = app.config.ws.clone();
+    // Errors logged while the socket lives carry its upgrade request's id.
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::info_span!("ws", request_id = %request_id);
     ws.protocols([if protocol == Protocol::Transport {
         TRANSPORT_WS
     } else {
@@ -85,7 +93,7 @@ pub async fn upgrade(app: Arc<App>, schema: PodforgeSchema, headers: HeaderMap, 
     .max_write_buffer_size(MAX_WRITE_BUFFER)
     .max_message_size(limits.max_message_bytes)
     .max_frame_size(limits.max_message_bytes)
-    .on_upgrade(move |socket| async move {
+    .on_upgrade(move |socket| {
         Connection {
             socket,
             protocol,
@@ -96,7 +104,7 @@ pub async fn upgrade(app: Arc<App>, schema: PodforgeSchema, headers: HeaderMap, 
             subs: StreamMap::new(),
         }
         .run()
-        .await;
+        .instrument(span)
     })
 }
 

@@ -300,9 +300,12 @@ pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiR
 async fn check_cap(conn: &mut crate::db::AsyncPgConnection, viewer: &Viewer, cap: usize) -> ApiResult<()> {
     let active = podcasts::count_active(conn, viewer.user_id).await?;
     if active >= cap as i64 {
-        return Err(ApiError::RateLimited(format!(
-            "{active} generations are already running (at most {cap} at once); wait for one to finish or cancel one"
-        )));
+        return Err(ApiError::rate_limited(
+            format!(
+                "{active} generations are already running (at most {cap} at once); wait for one to finish or cancel one"
+            ),
+            None,
+        ));
     }
     Ok(())
 }

@@ -10,6 +10,8 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::deadpool::PoolError;
 
+use crate::db::retry::Transient;
+
 /// A use-case failure, each variant one stable `extensions.code`.
 ///
 /// Deliberately not `Display`/`std::error::Error`: async-graphql converts any
@@ -93,6 +95,11 @@ impl From<DieselError> for ApiError {
     fn from(e: DieselError) -> Self {
         match e {
             DieselError::NotFound => Self::NotFound("record"),
+            // A deadlock victim or a serialisation failure that outlived
+            // `db::retry::transaction`'s attempts: contention, not a bug.
+            ref transient if transient.is_transient() => Self::Unavailable(
+                anyhow::Error::new(e).context("the database aborted the transaction under contention"),
+            ),
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
                 Self::Unavailable(anyhow::Error::new(e))
             }
@@ -115,6 +122,16 @@ impl From<DieselError> for ApiError {
                 Self::Unavailable(anyhow::Error::new(e))
             }
             other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl Transient for ApiError {
+    /// A transient database error, as mapped by `From<DieselError>`.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Unavailable(inner) => inner.downcast_ref::<DieselError>().is_some_and(Transient::is_transient),
+            _ => false,
         }
     }
 }
@@ -157,6 +174,27 @@ mod tests {
         );
         let pool_timeout = PoolError::Timeout(deadpool::managed::TimeoutType::Wait);
         assert_eq!(ApiError::from(pool_timeout).code(), "UNAVAILABLE");
+    }
+
+    #[test]
+    fn deadlocks_and_serialisation_failures_are_transient_and_unavailable() {
+        let db = |kind, message: &str| DieselError::DatabaseError(kind, Box::new(message.to_owned()));
+        for e in [
+            db(DatabaseErrorKind::Unknown, "deadlock detected"),
+            db(
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize access due to concurrent update",
+            ),
+        ] {
+            assert!(e.is_transient());
+            let api = ApiError::from(e);
+            assert_eq!(api.code(), "UNAVAILABLE");
+            assert!(api.is_transient(), "the retry helper sees through the mapping");
+        }
+        let other = db(DatabaseErrorKind::Unknown, "division by zero");
+        assert!(!other.is_transient());
+        assert_eq!(ApiError::from(other).code(), "INTERNAL_SERVER_ERROR");
+        assert!(!ApiError::Unavailable(anyhow::anyhow!("pool")).is_transient());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! configuration asks for is decided in [`crate::wiring`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +43,63 @@ pub struct App {
     pub pipeline: Arc<Pipeline>,
     /// This process's job workers (running only when started).
     pub workers: Arc<Workers>,
+    /// Live websocket gauges (open sockets, running operations), kept by the
+    /// websocket endpoint; to be exported as metrics.
+    pub ws_stats: Arc<WsStats>,
     dummy_hash: OnceCell<String>,
+}
+
+/// Gauges of this process's websockets, updated as sockets and operations
+/// start and end (an abrupt disconnect included: the counts are released
+/// when the socket's task ends, however it ends). Read them at any time;
+/// they are plain counters, no lock.
+#[derive(Debug, Default)]
+pub struct WsStats {
+    open: AtomicUsize,
+    subscriptions: AtomicUsize,
+}
+
+impl WsStats {
+    /// Websockets open now: upgraded and not yet closed.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Operations running on those sockets now: active subscriptions (a
+    /// query or mutation sent over a socket counts until its result is sent).
+    pub fn subscriptions(&self) -> usize {
+        self.subscriptions.load(Ordering::Relaxed)
+    }
+
+    /// Counts an open socket until the returned guard is dropped.
+    pub fn socket_opened(self: &Arc<Self>) -> Gauge {
+        Gauge::raise(self.clone(), |s| &s.open)
+    }
+
+    /// Counts a running operation until the returned guard is dropped.
+    pub fn subscription_started(self: &Arc<Self>) -> Gauge {
+        Gauge::raise(self.clone(), |s| &s.subscriptions)
+    }
+}
+
+/// One unit of a [`WsStats`] gauge, released on drop.
+#[derive(Debug)]
+pub struct Gauge {
+    stats: Arc<WsStats>,
+    counter: fn(&WsStats) -> &AtomicUsize,
+}
+
+impl Gauge {
+    fn raise(stats: Arc<WsStats>, counter: fn(&WsStats) -> &AtomicUsize) -> Self {
+        counter(&stats).fetch_add(1, Ordering::Relaxed);
+        Self { stats, counter }
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        (self.counter)(&self.stats).fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How to build an [`App`].
@@ -125,6 +182,7 @@ impl App {
             hub,
             pipeline,
             workers,
+            ws_stats: Arc::new(WsStats::default()),
             dummy_hash: OnceCell::new(),
         }))
     }

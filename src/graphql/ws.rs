@@ -16,6 +16,12 @@
 //! keepalives, and closes the socket when the access token expires, with 4403,
 //! a code the graphql-ws client retries on (re-running `connectionParams`, so
 //! it can present a fresh token).
+//!
+//! Gauges ([`crate::app::WsStats`]): the connection holds one unit of the
+//! open-sockets gauge and each operation's stream one unit of the
+//! subscriptions gauge, released on drop. However a socket ends (a close, a
+//! read error, a client that vanished and whose next write fails), its task
+//! returns and drops both, so the gauges come back to what is really open.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +37,7 @@ use tokio_stream::StreamMap;
 use tracing::Instrument;
 
 use super::PodforgeSchema;
-use crate::app::App;
+use crate::app::{App, Gauge};
 use crate::auth::RequestAuth;
 
 /// Sub-protocol names, as offered in `Sec-WebSocket-Protocol`.
@@ -94,6 +100,7 @@ pub async fn upgrade(app: Arc<App>, schema: PodforgeSchema, headers: HeaderMap, 
     .max_message_size(limits.max_message_bytes)
     .max_frame_size(limits.max_message_bytes)
     .on_upgrade(move |socket| {
+        let open = app.ws_stats.socket_opened();
         Connection {
             socket,
             protocol,
@@ -102,6 +109,7 @@ pub async fn upgrade(app: Arc<App>, schema: PodforgeSchema, headers: HeaderMap, 
             header_token,
             auth: None,
             subs: StreamMap::new(),
+            _open: open,
         }
         .run()
         .instrument(span)
@@ -119,6 +127,25 @@ impl Close {
 
 type SubStream = BoxStream<'static, Option<(bool, Response)>>;
 
+/// An operation's stream with its unit of the subscriptions gauge, released
+/// when the stream is dropped: completed, stopped by the client, or dropped
+/// with the connection when the socket ends.
+struct Counted {
+    stream: SubStream,
+    _gauge: Gauge,
+}
+
+impl futures_util::Stream for Counted {
+    type Item = Option<(bool, Response)>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.stream.poll_next_unpin(cx)
+    }
+}
+
 struct Connection {
     socket: WebSocket,
     protocol: Protocol,
@@ -127,7 +154,9 @@ struct Connection {
     header_token: Option<String>,
     /// Set once `connection_init` was accepted: the auth and its expiry.
     auth: Option<(Arc<RequestAuth>, i64)>,
-    subs: StreamMap<String, SubStream>,
+    subs: StreamMap<String, Counted>,
+    /// This socket's unit of the open-sockets gauge.
+    _open: Gauge,
 }
 
 impl Connection {
@@ -262,7 +291,11 @@ impl Connection {
                     .map(|(i, r)| Some((i == 0, r)))
                     .chain(stream::once(async { None }))
                     .boxed();
-                self.subs.insert(id, stream);
+                let counted = Counted {
+                    stream,
+                    _gauge: self.app.ws_stats.subscription_started(),
+                };
+                self.subs.insert(id, counted);
                 Ok(())
             }
             (Protocol::Transport, "complete") | (Protocol::Legacy, "stop") => {

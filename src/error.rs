@@ -161,6 +161,12 @@ impl From<anyhow::Error> for ApiError {
 /// Result of a use-case.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Whole seconds to wait, rounded up, at least 1 (as HTTP's Retry-After and
+/// `extensions.retryAfter` give it).
+pub fn whole_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +201,15 @@ mod tests {
         assert!(!other.is_transient());
         assert_eq!(ApiError::from(other).code(), "INTERNAL_SERVER_ERROR");
         assert!(!ApiError::Unavailable(anyhow::anyhow!("pool")).is_transient());
+    }
+
+    #[test]
+    fn waits_round_up_to_whole_seconds() {
+        use std::time::Duration;
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(2_001)), 3);
+        assert_eq!(whole_seconds(Duration::from_secs(60)), 60);
     }
 
     #[test]

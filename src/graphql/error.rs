@@ -66,7 +66,7 @@ impl From<ApiError> for async_graphql::Error {
             ApiError::RateLimited {
                 retry_after: Some(after),
                 ..
-            } => Some(retry_after_seconds(*after)),
+            } => Some(crate::error::whole_seconds(*after)),
             _ => None,
         };
         async_graphql::Error::new(e.message()).extend_with(|_, ext| {
@@ -79,11 +79,6 @@ impl From<ApiError> for async_graphql::Error {
             }
         })
     }
-}
-
-/// Whole seconds to wait, rounded up, at least 1 (what HTTP's Retry-After says).
-pub fn retry_after_seconds(after: std::time::Duration) -> u64 {
-    (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1)
 }
 
 /// Reads `extensions.code` of a server error, if set.
@@ -375,14 +370,5 @@ mod tests {
             .collect()
             .await;
         assert_eq!(codes(&responses[0])[0].0, "BAD_USER_INPUT", "{:?}", responses[0].errors);
-    }
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        use std::time::Duration;
-        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
-        assert_eq!(retry_after_seconds(Duration::from_millis(2_001)), 3);
-        assert_eq!(retry_after_seconds(Duration::from_secs(60)), 60);
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use async_graphql::{Context, ID, Schema, SchemaBuilder};
 
 use crate::app::App;
+use crate::auth::client::ClientAddr;
 use crate::auth::{RequestAuth, Viewer};
 use crate::error::ApiError;
 
@@ -84,6 +85,11 @@ pub(crate) async fn viewer(ctx: &Context<'_>) -> Result<Viewer, ApiError> {
             "sign in: this operation needs an access token".into(),
         )),
     }
+}
+
+/// The client's address, when the transport knew it.
+pub(crate) fn client(ctx: &Context<'_>) -> Option<ClientAddr> {
+    ctx.data_opt::<ClientAddr>().copied()
 }
 
 /// Parses an `ID` argument holding a UUID.

@@ -39,6 +39,7 @@ use tracing::Instrument;
 use super::PodforgeSchema;
 use crate::app::{App, Gauge};
 use crate::auth::RequestAuth;
+use crate::auth::client::ClientAddr;
 
 /// Sub-protocol names, as offered in `Sec-WebSocket-Protocol`.
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
@@ -60,7 +61,15 @@ enum Protocol {
 }
 
 /// The upgrade handler for `GET /graphql/ws`.
-pub async fn upgrade(app: Arc<App>, schema: PodforgeSchema, headers: HeaderMap, ws: WebSocketUpgrade) -> HttpResponse {
+/// `client` is the client's address (request data of every operation on the
+/// socket, for sign-in throttling).
+pub async fn upgrade(
+    app: Arc<App>,
+    schema: PodforgeSchema,
+    headers: HeaderMap,
+    client: Option<ClientAddr>,
+    ws: WebSocketUpgrade,
+) -> HttpResponse {
     let offered: Vec<String> = ws
         .requested_protocols()
         .filter_map(|v| v.to_str().ok())
@@ -107,6 +116,7 @@ pub async fn upgrade(app: Arc<App>, schema: PodforgeSchema, headers: HeaderMap, 
             app,
             schema,
             header_token,
+            client,
             auth: None,
             subs: StreamMap::new(),
             _open: open,
@@ -152,6 +162,8 @@ struct Connection {
     app: Arc<App>,
     schema: PodforgeSchema,
     header_token: Option<String>,
+    /// The client's address, given to every operation.
+    client: Option<ClientAddr>,
     /// Set once `connection_init` was accepted: the auth and its expiry.
     auth: Option<(Arc<RequestAuth>, i64)>,
     subs: StreamMap<String, Counted>,
@@ -285,7 +297,11 @@ impl Connection {
                     let error = json!([{"message": format!("at most {} subscriptions per connection", self.app.config.ws.max_subscriptions), "extensions": {"code": "RATE_LIMITED"}}]);
                     return self.send(self.error_message(&id, error)).await.map_err(|()| invalid());
                 }
-                let stream = self.schema.execute_stream(request.data(auth));
+                let request = match self.client {
+                    Some(c) => request.data(auth).data(c),
+                    None => request.data(auth),
+                };
+                let stream = self.schema.execute_stream(request);
                 let stream: SubStream = stream
                     .enumerate()
                     .map(|(i, r)| Some((i == 0, r)))

@@ -8,10 +8,12 @@
 //! configuration asks for is decided in [`crate::wiring`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::hasher::Hasher;
 use crate::auth::password::HashParams;
 use crate::auth::token::TokenKeys;
 use crate::config::Config;
@@ -42,7 +44,65 @@ pub struct App {
     pub pipeline: Arc<Pipeline>,
     /// This process's job workers (running only when started).
     pub workers: Arc<Workers>,
+    /// Live websocket gauges (open sockets, running operations), kept by the
+    /// websocket endpoint; to be exported as metrics.
+    pub ws_stats: Arc<WsStats>,
+    /// Where password hashes run, within `PODFORGE_HASH_MEMORY_BUDGET_MIB`.
+    pub hasher: Hasher,
     dummy_hash: OnceCell<String>,
+}
+
+/// Gauges of this process's websockets, updated as sockets and operations
+/// start and end (an abrupt disconnect included: the counts are released
+/// when the socket's task ends, however it ends). Read them at any time;
+/// they are plain counters, no lock.
+#[derive(Debug, Default)]
+pub struct WsStats {
+    open: AtomicUsize,
+    subscriptions: AtomicUsize,
+}
+
+impl WsStats {
+    /// Websockets open now: upgraded and not yet closed.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Operations running on those sockets now: active subscriptions (a
+    /// query or mutation sent over a socket counts until its result is sent).
+    pub fn subscriptions(&self) -> usize {
+        self.subscriptions.load(Ordering::Relaxed)
+    }
+
+    /// Counts an open socket until the returned guard is dropped.
+    pub fn socket_opened(self: &Arc<Self>) -> Gauge {
+        Gauge::raise(self.clone(), |s| &s.open)
+    }
+
+    /// Counts a running operation until the returned guard is dropped.
+    pub fn subscription_started(self: &Arc<Self>) -> Gauge {
+        Gauge::raise(self.clone(), |s| &s.subscriptions)
+    }
+}
+
+/// One unit of a [`WsStats`] gauge, released on drop.
+#[derive(Debug)]
+pub struct Gauge {
+    stats: Arc<WsStats>,
+    counter: fn(&WsStats) -> &AtomicUsize,
+}
+
+impl Gauge {
+    fn raise(stats: Arc<WsStats>, counter: fn(&WsStats) -> &AtomicUsize) -> Self {
+        counter(&stats).fetch_add(1, Ordering::Relaxed);
+        Self { stats, counter }
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        (self.counter)(&self.stats).fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How to build an [`App`].
@@ -99,6 +159,7 @@ impl App {
             config.auth.access_token_ttl,
             config.auth.leeway,
         )?;
+        let hasher = Hasher::new(config.auth.hash_memory_budget_kib, config.auth.argon2_memory_kib)?;
         let hub = Hub::new(pool.clone());
         let pipeline = Arc::new(match options.pipeline {
             Some(p) => p,
@@ -125,6 +186,8 @@ impl App {
             hub,
             pipeline,
             workers,
+            ws_stats: Arc::new(WsStats::default()),
+            hasher,
             dummy_hash: OnceCell::new(),
         }))
     }
@@ -181,6 +244,7 @@ impl App {
             on_reconnect,
             shutdown.clone(),
         ));
+        let purge = tokio::spawn(self.clone().purge_throttle(shutdown.clone()));
         let workers =
             (run_workers && self.config.jobs.workers > 0).then(|| tokio::spawn(self.workers.clone().run(shutdown)));
         tokio::spawn(async move {
@@ -188,7 +252,29 @@ impl App {
                 let _ = w.await;
             }
             let _ = listener.await;
+            let _ = purge.await;
         })
+    }
+
+    /// Every minute until `shutdown`: deletes sign-in throttle buckets that
+    /// have refilled (each instance does; deleting twice is harmless).
+    async fn purge_throttle(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let purged = async {
+                let mut conn = self.pool.get().await?;
+                anyhow::Ok(crate::db::throttle::purge_expired(&mut conn).await?)
+            };
+            match purged.await {
+                Ok(n) if n > 0 => tracing::debug!(buckets = n, "sign-in throttle buckets purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging sign-in throttle buckets failed"),
+            }
+        }
     }
 
     /// After a commit that enqueued jobs: wakes this process's workers and,
@@ -211,7 +297,7 @@ impl App {
     /// A hash to verify against for unknown emails (computed once).
     pub async fn dummy_hash(&self) -> ApiResult<String> {
         self.dummy_hash
-            .get_or_try_init(|| crate::auth::password::dummy_hash(self.hash_params()))
+            .get_or_try_init(|| crate::auth::password::dummy_hash(&self.hasher, self.hash_params()))
             .await
             .cloned()
     }

@@ -91,6 +91,41 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u32,
     /// Argon2id iterations (OWASP: 2).
     pub argon2_iterations: u32,
+    /// Memory password hashes may use at once, KiB
+    /// (`PODFORGE_HASH_MEMORY_BUDGET_MIB`): hashes beyond it wait.
+    pub hash_memory_budget_kib: u32,
+    /// Sign-in throttling (`PODFORGE_SIGNIN_*`).
+    pub throttle: ThrottleConfig,
+}
+
+/// Sign-in throttling of `login`, `register` and `refreshToken`, per account
+/// and per client address, shared by every instance (state in PostgreSQL).
+/// Each limit allows a burst of that many attempts, then refills evenly over
+/// its window. A limit of 0 turns that throttle off.
+#[derive(Debug, Clone)]
+pub struct ThrottleConfig {
+    /// Attempts per account (email; the session's user for `refreshToken`)
+    /// per `account_window` (`PODFORGE_SIGNIN_ACCOUNT_LIMIT`).
+    pub account_limit: u32,
+    /// `PODFORGE_SIGNIN_ACCOUNT_WINDOW_SECS`.
+    pub account_window: Duration,
+    /// Attempts per client address (IPv6: per /64) per `address_window`
+    /// (`PODFORGE_SIGNIN_ADDRESS_LIMIT`).
+    pub address_limit: u32,
+    /// `PODFORGE_SIGNIN_ADDRESS_WINDOW_SECS`.
+    pub address_window: Duration,
+}
+
+/// Where the client's address comes from (`PODFORGE_TRUSTED_PROXY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustedProxy {
+    /// No proxy is trusted: the socket's peer address (`none`, the default).
+    None,
+    /// The last address in `X-Forwarded-For`, as appended by one trusted
+    /// proxy in front of every instance (`x-forwarded-for`).
+    XForwardedFor,
+    /// Fly.io's `Fly-Client-IP` header (`fly-client-ip`).
+    FlyClientIp,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -102,6 +137,8 @@ impl std::fmt::Debug for AuthConfig {
             .field("access_token_ttl", &self.access_token_ttl)
             .field("refresh_token_ttl", &self.refresh_token_ttl)
             .field("leeway", &self.leeway)
+            .field("hash_memory_budget_kib", &self.hash_memory_budget_kib)
+            .field("throttle", &self.throttle)
             .finish_non_exhaustive()
     }
 }
@@ -249,6 +286,9 @@ pub struct Config {
     pub introspection: bool,
     /// Log format.
     pub log_format: LogFormat,
+    /// Which proxy header, if any, names the client's address (the socket's
+    /// peer otherwise).
+    pub trusted_proxy: TrustedProxy,
 }
 
 /// Reads one typed variable through `lookup`.
@@ -339,6 +379,18 @@ impl Config {
                 Some("compact") | Some("text") => LogFormat::Compact,
                 Some(other) => bail!("PODFORGE_LOG_FORMAT={other:?} must be json or compact"),
             },
+            trusted_proxy: match env
+                .raw("PODFORGE_TRUSTED_PROXY")
+                .map(|v| v.trim().to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("none") => TrustedProxy::None,
+                Some("x-forwarded-for") => TrustedProxy::XForwardedFor,
+                Some("fly-client-ip") => TrustedProxy::FlyClientIp,
+                Some(other) => {
+                    bail!("PODFORGE_TRUSTED_PROXY={other:?} must be none, x-forwarded-for or fly-client-ip")
+                }
+            },
         })
     }
 }
@@ -397,6 +449,15 @@ impl AuthConfig {
             leeway: env.secs("PODFORGE_TOKEN_LEEWAY_SECS", 30)?,
             argon2_memory_kib: env.parse("PODFORGE_ARGON2_MEMORY_KIB", 19_456)?,
             argon2_iterations: env.parse("PODFORGE_ARGON2_ITERATIONS", 2)?,
+            hash_memory_budget_kib: env
+                .parse::<u32>("PODFORGE_HASH_MEMORY_BUDGET_MIB", 64)?
+                .saturating_mul(1024),
+            throttle: ThrottleConfig {
+                account_limit: env.parse("PODFORGE_SIGNIN_ACCOUNT_LIMIT", 10)?,
+                account_window: env.secs("PODFORGE_SIGNIN_ACCOUNT_WINDOW_SECS", 300)?,
+                address_limit: env.parse("PODFORGE_SIGNIN_ADDRESS_LIMIT", 60)?,
+                address_window: env.secs("PODFORGE_SIGNIN_ADDRESS_WINDOW_SECS", 60)?,
+            },
         })
     }
 }
@@ -521,6 +582,19 @@ mod tests {
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
         assert!(c.graphiql && c.introspection);
         assert_eq!(c.cors_origins, vec!["*"]);
+        assert_eq!(c.trusted_proxy, TrustedProxy::None);
+        assert_eq!(c.auth.hash_memory_budget_kib, 64 * 1024);
+        assert_eq!(c.auth.throttle.account_limit, 10);
+    }
+
+    #[test]
+    fn the_trusted_proxy_is_named() {
+        let c = config(&[("PODFORGE_TRUSTED_PROXY", "X-Forwarded-For")]).unwrap();
+        assert_eq!(c.trusted_proxy, TrustedProxy::XForwardedFor);
+        let c = config(&[("PODFORGE_TRUSTED_PROXY", "fly-client-ip")]).unwrap();
+        assert_eq!(c.trusted_proxy, TrustedProxy::FlyClientIp);
+        let err = config(&[("PODFORGE_TRUSTED_PROXY", "yes")]).unwrap_err();
+        assert!(err.to_string().contains("PODFORGE_TRUSTED_PROXY"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::deadpool::PoolError;
 
+use crate::db::retry::Transient;
+
 /// A use-case failure, each variant one stable `extensions.code`.
 ///
 /// Deliberately not `Display`/`std::error::Error`: async-graphql converts any
@@ -33,7 +35,14 @@ pub enum ApiError {
     /// The request conflicts with the current state (taken email, wrong status).
     Conflict(String),
     /// Too many requests or concurrent generations.
-    RateLimited(String),
+    RateLimited {
+        /// What limit was hit and what to do.
+        message: String,
+        /// When trying again can succeed (`extensions.retryAfter`, whole
+        /// seconds rounded up); `None` when it depends on something else
+        /// (a generation finishing).
+        retry_after: Option<std::time::Duration>,
+    },
     /// A dependency (database) is down or saturated; retry later.
     Unavailable(anyhow::Error),
     /// A bug or an unexpected failure; details are logged, never returned.
@@ -49,10 +58,18 @@ impl ApiError {
         }
     }
 
+    /// RATE_LIMITED with `message`, retryable after `retry_after` when known.
+    pub fn rate_limited(message: impl Into<String>, retry_after: Option<std::time::Duration>) -> Self {
+        Self::RateLimited {
+            message: message.into(),
+            retry_after,
+        }
+    }
+
     /// The message a client may see. Internal details never appear here.
     pub fn message(&self) -> String {
         match self {
-            Self::Unauthenticated(m) | Self::Conflict(m) | Self::RateLimited(m) => m.clone(),
+            Self::Unauthenticated(m) | Self::Conflict(m) | Self::RateLimited { message: m, .. } => m.clone(),
             Self::NotFound(what) => format!("{what} not found"),
             Self::BadUserInput { field, message } => format!("{field}: {message}"),
             Self::Unavailable(_) => "service temporarily unavailable; retry shortly".into(),
@@ -67,7 +84,7 @@ impl ApiError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
-            Self::RateLimited(_) => "RATE_LIMITED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Unavailable(_) => "UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
@@ -78,6 +95,11 @@ impl From<DieselError> for ApiError {
     fn from(e: DieselError) -> Self {
         match e {
             DieselError::NotFound => Self::NotFound("record"),
+            // A deadlock victim or a serialisation failure that outlived
+            // `db::retry::transaction`'s attempts: contention, not a bug.
+            ref transient if transient.is_transient() => Self::Unavailable(
+                anyhow::Error::new(e).context("the database aborted the transaction under contention"),
+            ),
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
                 Self::Unavailable(anyhow::Error::new(e))
             }
@@ -100,6 +122,16 @@ impl From<DieselError> for ApiError {
                 Self::Unavailable(anyhow::Error::new(e))
             }
             other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl Transient for ApiError {
+    /// A transient database error, as mapped by `From<DieselError>`.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Unavailable(inner) => inner.downcast_ref::<DieselError>().is_some_and(Transient::is_transient),
+            _ => false,
         }
     }
 }
@@ -129,6 +161,12 @@ impl From<anyhow::Error> for ApiError {
 /// Result of a use-case.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Whole seconds to wait, rounded up, at least 1 (as HTTP's Retry-After and
+/// `extensions.retryAfter` give it).
+pub fn whole_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,13 +183,43 @@ mod tests {
     }
 
     #[test]
+    fn deadlocks_and_serialisation_failures_are_transient_and_unavailable() {
+        let db = |kind, message: &str| DieselError::DatabaseError(kind, Box::new(message.to_owned()));
+        for e in [
+            db(DatabaseErrorKind::Unknown, "deadlock detected"),
+            db(
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize access due to concurrent update",
+            ),
+        ] {
+            assert!(e.is_transient());
+            let api = ApiError::from(e);
+            assert_eq!(api.code(), "UNAVAILABLE");
+            assert!(api.is_transient(), "the retry helper sees through the mapping");
+        }
+        let other = db(DatabaseErrorKind::Unknown, "division by zero");
+        assert!(!other.is_transient());
+        assert_eq!(ApiError::from(other).code(), "INTERNAL_SERVER_ERROR");
+        assert!(!ApiError::Unavailable(anyhow::anyhow!("pool")).is_transient());
+    }
+
+    #[test]
+    fn waits_round_up_to_whole_seconds() {
+        use std::time::Duration;
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(2_001)), 3);
+        assert_eq!(whole_seconds(Duration::from_secs(60)), 60);
+    }
+
+    #[test]
     fn every_variant_has_its_code() {
         let cases = [
             (ApiError::Unauthenticated("x".into()), "UNAUTHENTICATED"),
             (ApiError::NotFound("podcast"), "NOT_FOUND"),
             (ApiError::bad_input("input.email", "x"), "BAD_USER_INPUT"),
             (ApiError::Conflict("x".into()), "CONFLICT"),
-            (ApiError::RateLimited("x".into()), "RATE_LIMITED"),
+            (ApiError::rate_limited("x", None), "RATE_LIMITED"),
             (ApiError::Unavailable(anyhow::anyhow!("x")), "UNAVAILABLE"),
             (
                 ApiError::Internal(anyhow::anyhow!("secret detail")),

@@ -18,7 +18,7 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, BatchResponse, ParseRequestError};
 use async_graphql_axum::GraphQLBatchRequest;
 use axum::body::Body;
-use axum::extract::{FromRequest, State};
+use axum::extract::{ConnectInfo, FromRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -30,7 +30,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::App;
 use crate::auth::RequestAuth;
+use crate::auth::client::{ClientAddr, client_addr};
 use crate::db::migrate;
+use crate::graphql::guard::OverHttp;
 use crate::graphql::{self, PodforgeSchema, error::request_error};
 
 #[derive(Clone)]
@@ -52,9 +54,15 @@ pub fn router(app: Arc<App>) -> Router {
         graphql_route = graphql_route.get(graphiql);
     }
     let (ws_app, ws_schema) = (app.clone(), state.schema.clone());
-    let ws_route = get(move |headers: HeaderMap, ws: axum::extract::WebSocketUpgrade| {
-        graphql::ws::upgrade(ws_app.clone(), ws_schema.clone(), headers, ws)
-    });
+    let ws_route = get(
+        move |headers: HeaderMap, extensions: axum::http::Extensions, ws: axum::extract::WebSocketUpgrade| {
+            let peer = extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip());
+            let client = client_of(&ws_app, peer, &headers);
+            graphql::ws::upgrade(ws_app.clone(), ws_schema.clone(), headers, client, ws)
+        },
+    );
     Router::new()
         .route("/graphql", graphql_route)
         .route("/graphql/ws", ws_route)
@@ -145,6 +153,10 @@ async fn graphql_post(State(state): State<HttpState>, request: Request<Body>) ->
         }
     };
     let headers = parts.headers.clone();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
     let request = Request::from_parts(parts, Body::from(bytes));
     let batch = match GraphQLBatchRequest::<Rejection>::from_request(request, &()).await {
         Ok(b) => b.into_inner(),
@@ -168,11 +180,28 @@ async fn graphql_post(State(state): State<HttpState>, request: Request<Body>) ->
     }
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let auth = Arc::new(RequestAuth::from_header(authorization, &state.app.tokens));
+    // OverHttp: a subscription here is refused with WEBSOCKET_REQUIRED.
+    let client = client_of(&state.app, peer, &headers);
+    let with_data = |r: async_graphql::Request| {
+        let r = r.data(auth.clone()).data(OverHttp);
+        match client {
+            Some(c) => r.data(c),
+            None => r,
+        }
+    };
     let batch = match batch {
-        BatchRequest::Single(r) => BatchRequest::Single(r.data(auth)),
-        BatchRequest::Batch(list) => BatchRequest::Batch(list.into_iter().map(|r| r.data(auth.clone())).collect()),
+        BatchRequest::Single(r) => BatchRequest::Single(with_data(r)),
+        BatchRequest::Batch(list) => BatchRequest::Batch(list.into_iter().map(with_data).collect()),
     };
     graphql_response(state.schema.execute_batch(batch).await)
+}
+
+/// The client's address: the socket's peer, or the trusted proxy's header
+/// (`PODFORGE_TRUSTED_PROXY`).
+pub fn client_of(app: &App, peer: Option<std::net::IpAddr>, headers: &HeaderMap) -> Option<ClientAddr> {
+    client_addr(peer, app.config.trusted_proxy, |name| {
+        headers.get(name).and_then(|v| v.to_str().ok())
+    })
 }
 
 /// Writes an executed operation or batch as JSON, never cached.
@@ -231,7 +260,8 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router)
+    // Connect info: the peer's address, for per-address sign-in throttling.
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
         .context("HTTP server")

@@ -3,6 +3,8 @@
 //! Knows the database (sessions) but not GraphQL: resolvers ask
 //! [`RequestAuth::viewer`] and get an [`ApiError::Unauthenticated`] to map.
 
+pub mod client;
+pub mod hasher;
 pub mod password;
 pub mod token;
 

@@ -145,6 +145,19 @@ pub async fn find_owned(conn: &mut AsyncPgConnection, owner: UserId, id: Podcast
         .optional()
 }
 
+/// Row-locks podcast `id` until the transaction ends (`FOR UPDATE`), the
+/// second lock of the order in [`crate::db`]; returns its status, `None` when
+/// it does not exist (deleted).
+pub async fn lock(conn: &mut AsyncPgConnection, id: PodcastId) -> QueryResult<Option<PodcastStatus>> {
+    podcasts::table
+        .find(id)
+        .select(podcasts::status)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// The owner's podcast `id`, row-locked until the transaction ends.
 pub async fn lock_owned(conn: &mut AsyncPgConnection, owner: UserId, id: PodcastId) -> QueryResult<Option<Podcast>> {
     podcasts::table

@@ -126,6 +126,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Sign-in throttle buckets (GCRA theoretical arrival times).
+    signin_throttle (bucket) {
+        bucket -> Text,
+        tat -> Timestamptz,
+    }
+}
+
 diesel::joinable!(podcast_stages -> podcasts (podcast_id));
 diesel::joinable!(generation_events -> podcasts (podcast_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -138,5 +146,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     podcasts,
     jobs,
     podcast_stages,
-    generation_events
+    generation_events,
+    signin_throttle
 );

@@ -6,6 +6,7 @@
 //! [`build`] adds the app, limits and extensions for serving.
 
 pub mod error;
+pub mod guard;
 pub mod limits;
 pub mod mutation;
 pub mod query;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use async_graphql::{Context, ID, Schema, SchemaBuilder};
 
 use crate::app::App;
+use crate::auth::client::ClientAddr;
 use crate::auth::{RequestAuth, Viewer};
 use crate::error::ApiError;
 
@@ -39,7 +41,9 @@ pub fn schema() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
 /// the raw document ([`limits`]) refuses oversized documents before parsing;
 /// then async-graphql checks depth and complexity with fragments inlined and
 /// every alias counted as a field, and directives per field. Introspection is
-/// off when configured.
+/// off when configured, and then refused with INTROSPECTION_DISABLED
+/// ([`guard`]), as are subscriptions sent over HTTP (WEBSOCKET_REQUIRED).
+/// [`error::ErrorCodes`] gives every error that leaves a code.
 pub fn build(app: Arc<App>) -> PodforgeSchema {
     let limits = &app.config.limits;
     let document_limits = limits::DocumentLimits {
@@ -53,7 +57,10 @@ pub fn build(app: Arc<App>) -> PodforgeSchema {
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(64)
-        .extension(error::ErrorCodes);
+        .extension(error::ErrorCodes)
+        .extension(guard::OperationGuard {
+            introspection: app.config.introspection,
+        });
     if !app.config.introspection {
         builder = builder.disable_introspection();
     }
@@ -78,6 +85,11 @@ pub(crate) async fn viewer(ctx: &Context<'_>) -> Result<Viewer, ApiError> {
             "sign in: this operation needs an access token".into(),
         )),
     }
+}
+
+/// The client's address, when the transport knew it.
+pub(crate) fn client(ctx: &Context<'_>) -> Option<ClientAddr> {
+    ctx.data_opt::<ClientAddr>().copied()
 }
 
 /// Parses an `ID` argument holding a UUID.

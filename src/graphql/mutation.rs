@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object};
 
 use super::types::{AuthPayload, GeneratePodcastInput, LoginInput, Podcast, RegisterInput, UpdatePodcastInput};
-use super::{app, parse_id, viewer};
+use super::{app, client, parse_id, viewer};
 use crate::domain::{Host, PodcastId, SourceRequest};
 use crate::error::ApiError;
 use crate::services::generation::GenerationRequest;
@@ -17,37 +17,41 @@ pub struct MutationRoot;
 impl MutationRoot {
     /// Creates an account and signs it in. BAD_USER_INPUT for a malformed email
     /// or a weak password (field `input.email` or `input.password`), CONFLICT
-    /// when the email is taken.
+    /// when the email is taken, RATE_LIMITED (with `extensions.retryAfter`,
+    /// seconds) after too many attempts from one address or for one email.
     async fn register(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Email and password.")] input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
         Ok(AuthPayload(
-            accounts::register(app(ctx), &input.email, input.password).await?,
+            accounts::register(app(ctx), client(ctx), &input.email, input.password).await?,
         ))
     }
 
-    /// Signs in. UNAUTHENTICATED for a wrong email or password.
+    /// Signs in. UNAUTHENTICATED for a wrong email or password; RATE_LIMITED
+    /// (with `extensions.retryAfter`, seconds) after too many attempts for
+    /// one account or from one address, the right password included.
     async fn login(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Email and password.")] input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
         Ok(AuthPayload(
-            accounts::login(app(ctx), &input.email, input.password).await?,
+            accounts::login(app(ctx), client(ctx), &input.email, input.password).await?,
         ))
     }
 
     /// Exchanges a refresh token for a new access token and a new refresh token.
     /// The old refresh token is spent; presenting it again revokes the session.
-    /// UNAUTHENTICATED for an unknown, expired, reused or revoked token.
+    /// UNAUTHENTICATED for an unknown, expired, reused or revoked token;
+    /// RATE_LIMITED (with `extensions.retryAfter`) after too many attempts.
     async fn refresh_token(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The refresh token from the last AuthPayload.")] token: String,
     ) -> async_graphql::Result<AuthPayload> {
-        Ok(AuthPayload(accounts::refresh(app(ctx), &token).await?))
+        Ok(AuthPayload(accounts::refresh(app(ctx), client(ctx), &token).await?))
     }
 
     /// Ends the current session: its refresh token and access tokens stop working.

@@ -60,7 +60,14 @@ impl SubscriptionRoot {
             while let Some(notice) = sub.recv().await {
                 let podcast = match notice.change {
                     LibraryChange::Deleted => None,
-                    _ => library::get(&app, &viewer, notice.podcast).await.ok().flatten().map(Podcast::from),
+                    _ => match library::get(&app, &viewer, notice.podcast).await {
+                        Ok(row) => row.map(Podcast::from),
+                        // The change is still announced; the client refetches.
+                        Err(e) => {
+                            tracing::warn!(podcast.id = %notice.podcast, code = e.code(), "reading a changed podcast failed");
+                            None
+                        }
+                    },
                 };
                 let change = match notice.change {
                     LibraryChange::Created => LibraryChangeKind::Created,

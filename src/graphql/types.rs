@@ -3,6 +3,7 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 use super::{app, viewer};
 use crate::db::podcasts::{LibraryFilter, Order, Podcast as PodcastRow};
@@ -166,7 +167,12 @@ impl Podcast {
             .stages
             .get_or_try_init(|| library::stage_outputs(app(ctx), self.row.id))
             .await?;
-        Ok(stages.get(&stage).and_then(|v| serde_json::from_value(v.clone()).ok()))
+        // A stored output that does not decode (damaged, or written by an
+        // incompatible version) is a fault of ours, not an absent result: the
+        // serde error carries no code, so the API answers it as
+        // INTERNAL_SERVER_ERROR and logs it with the field's path
+        // (`graphql::error`).
+        Ok(stages.get(&stage).map(T::deserialize).transpose()?)
     }
 }
 
@@ -207,15 +213,15 @@ impl Podcast {
         &self.row.language
     }
     /// The hosts, in the order given.
-    async fn hosts(&self) -> Vec<Host> {
-        serde_json::from_value::<Vec<domain::Host>>(self.row.hosts.clone())
-            .unwrap_or_default()
+    async fn hosts(&self) -> async_graphql::Result<Vec<Host>> {
+        // Stored hosts that do not decode are our fault (INTERNAL_SERVER_ERROR).
+        Ok(Vec::<domain::Host>::deserialize(&self.row.hosts)?
             .into_iter()
             .map(|h| Host {
                 name: h.name,
                 persona: h.persona,
             })
-            .collect()
+            .collect())
     }
     /// Intended audience, as requested.
     async fn audience(&self) -> Option<&str> {

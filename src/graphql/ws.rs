@@ -16,6 +16,12 @@
 //! keepalives, and closes the socket when the access token expires, with 4403,
 //! a code the graphql-ws client retries on (re-running `connectionParams`, so
 //! it can present a fresh token).
+//!
+//! Gauges ([`crate::app::WsStats`]): the connection holds one unit of the
+//! open-sockets gauge and each operation's stream one unit of the
+//! subscriptions gauge, released on drop. However a socket ends (a close, a
+//! read error, a client that vanished and whose next write fails), its task
+//! returns and drops both, so the gauges come back to what is really open.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,10 +34,12 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 use tokio_stream::StreamMap;
+use tracing::Instrument;
 
 use super::PodforgeSchema;
-use crate::app::App;
+use crate::app::{App, Gauge};
 use crate::auth::RequestAuth;
+use crate::auth::client::ClientAddr;
 
 /// Sub-protocol names, as offered in `Sec-WebSocket-Protocol`.
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
@@ -53,7 +61,15 @@ enum Protocol {
 }
 
 /// The upgrade handler for `GET /graphql/ws`.
-pub async fn upgrade(app: Arc<App>, schema: PodforgeSchema, headers: HeaderMap, ws: WebSocketUpgrade) -> HttpResponse {
+/// `client` is the client's address (request data of every operation on the
+/// socket, for sign-in throttling).
+pub async fn upgrade(
+    app: Arc<App>,
+    schema: PodforgeSchema,
+    headers: HeaderMap,
+    client: Option<ClientAddr>,
+    ws: WebSocketUpgrade,
+) -> HttpResponse {
     let offered: Vec<String> = ws
         .requested_protocols()
         .filter_map(|v| v.to_str().ok())
@@ -75,6 +91,13 @@ pub async fn upgrade(app: Arc<App>, schema: PodforgeSchema, headers: HeaderMap, 
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let limits = app.config.ws.clone();
+    // Errors logged while the socket lives carry its upgrade request's id.
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::info_span!("ws", request_id = %request_id);
     ws.protocols([if protocol == Protocol::Transport {
         TRANSPORT_WS
     } else {
@@ -85,18 +108,21 @@ pub async fn upgrade(app: Arc<App>, schema: PodforgeSchema, headers: HeaderMap, 
     .max_write_buffer_size(MAX_WRITE_BUFFER)
     .max_message_size(limits.max_message_bytes)
     .max_frame_size(limits.max_message_bytes)
-    .on_upgrade(move |socket| async move {
+    .on_upgrade(move |socket| {
+        let open = app.ws_stats.socket_opened();
         Connection {
             socket,
             protocol,
             app,
             schema,
             header_token,
+            client,
             auth: None,
             subs: StreamMap::new(),
+            _open: open,
         }
         .run()
-        .await;
+        .instrument(span)
     })
 }
 
@@ -111,15 +137,38 @@ impl Close {
 
 type SubStream = BoxStream<'static, Option<(bool, Response)>>;
 
+/// An operation's stream with its unit of the subscriptions gauge, released
+/// when the stream is dropped: completed, stopped by the client, or dropped
+/// with the connection when the socket ends.
+struct Counted {
+    stream: SubStream,
+    _gauge: Gauge,
+}
+
+impl futures_util::Stream for Counted {
+    type Item = Option<(bool, Response)>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.stream.poll_next_unpin(cx)
+    }
+}
+
 struct Connection {
     socket: WebSocket,
     protocol: Protocol,
     app: Arc<App>,
     schema: PodforgeSchema,
     header_token: Option<String>,
+    /// The client's address, given to every operation.
+    client: Option<ClientAddr>,
     /// Set once `connection_init` was accepted: the auth and its expiry.
     auth: Option<(Arc<RequestAuth>, i64)>,
-    subs: StreamMap<String, SubStream>,
+    subs: StreamMap<String, Counted>,
+    /// This socket's unit of the open-sockets gauge.
+    _open: Gauge,
 }
 
 impl Connection {
@@ -248,13 +297,21 @@ impl Connection {
                     let error = json!([{"message": format!("at most {} subscriptions per connection", self.app.config.ws.max_subscriptions), "extensions": {"code": "RATE_LIMITED"}}]);
                     return self.send(self.error_message(&id, error)).await.map_err(|()| invalid());
                 }
-                let stream = self.schema.execute_stream(request.data(auth));
+                let request = match self.client {
+                    Some(c) => request.data(auth).data(c),
+                    None => request.data(auth),
+                };
+                let stream = self.schema.execute_stream(request);
                 let stream: SubStream = stream
                     .enumerate()
                     .map(|(i, r)| Some((i == 0, r)))
                     .chain(stream::once(async { None }))
                     .boxed();
-                self.subs.insert(id, stream);
+                let counted = Counted {
+                    stream,
+                    _gauge: self.app.ws_stats.subscription_started(),
+                };
+                self.subs.insert(id, counted);
                 Ok(())
             }
             (Protocol::Transport, "complete") | (Protocol::Legacy, "stop") => {

@@ -89,9 +89,12 @@ pub trait JobHandler: Send + Sync + 'static {
     /// `job.attempts` of `job.max_attempts` failed).
     async fn on_retry(&self, job: &Job, failure: &Failure, at: chrono::DateTime<chrono::Utc>);
 
-    /// The queue gave up on the job (attempts exhausted, or a worker kept
-    /// dying), for a reason the handler has not recorded itself; `failure`
-    /// is the last attempt's (its code kept, its message prefixed with how
-    /// many attempts were made).
-    async fn on_gave_up(&self, job: &Job, failure: &Failure);
+    /// The queue is giving up on the job (attempts exhausted, or a worker
+    /// kept dying), for a reason the handler has not recorded itself;
+    /// `failure` is the last attempt's (its code kept, its message prefixed
+    /// with how many attempts were made). Called while this worker
+    /// (`ctx.worker_id`) still holds the lease, just before the job is marked
+    /// failed: check it ([`queue::holds_lease`]) in the transaction that
+    /// records the failure, so a worker that lost the job records nothing.
+    async fn on_gave_up(&self, job: &Job, ctx: &JobContext, failure: &Failure);
 }

@@ -8,6 +8,12 @@
 //! completion, failure) is conditional on `lease_owner` still being this
 //! worker: a worker that stalled past its lease and lost the job to another
 //! can no longer change it. A job whose lease expired is claimable again.
+//!
+//! Locks: the functions here that run alone (claim, heartbeat, finish,
+//! retry, release) lock one job row for one statement. [`holds_lease`],
+//! [`request_cancel`] and [`enqueue`] join their caller's transaction, which
+//! must have locked whatever else it changes *before* the job (the order in
+//! the crate's `db` module: user, podcast, job).
 
 use std::time::Duration;
 

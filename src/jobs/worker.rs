@@ -216,9 +216,9 @@ impl Workers {
                 ),
             };
             tracing::error!(reason = %failure, "job failed");
-            if self.record(&job, Record::Finish(Finish::Failed, Some(&failure))).await {
-                handler.on_gave_up(&job, &failure).await;
-            }
+            // Recorded under the lease just claimed, then the job is finished.
+            handler.on_gave_up(&job, &self.context(), &failure).await;
+            self.record(&job, Record::Finish(Finish::Failed, Some(&failure))).await;
             return;
         }
         let started = std::time::Instant::now();
@@ -227,14 +227,19 @@ impl Workers {
             .await;
     }
 
-    /// Runs one attempt on its own task (a panic is caught as a failed
-    /// attempt) with the lease renewed meanwhile.
-    async fn attempt(&self, handler: &Arc<dyn JobHandler>, job: &Job) -> (JobOutcome, JobContext) {
-        let ctx = JobContext {
+    /// A fresh context for a job this worker holds.
+    fn context(&self) -> JobContext {
+        JobContext {
             worker_id: self.id,
             token: CancellationToken::new(),
             reason: Arc::new(Mutex::new(None)),
-        };
+        }
+    }
+
+    /// Runs one attempt on its own task (a panic is caught as a failed
+    /// attempt) with the lease renewed meanwhile.
+    async fn attempt(&self, handler: &Arc<dyn JobHandler>, job: &Job) -> (JobOutcome, JobContext) {
+        let ctx = self.context();
         if job.cancel_requested {
             ctx.stop(StopReason::Cancelled);
         }
@@ -313,9 +318,9 @@ impl Workers {
                         message: format!("gave up after {} attempts: {}", job.attempts, error.message),
                         code: error.code,
                     };
-                    if self.record(job, Record::Finish(Finish::Failed, Some(&failure))).await {
-                        handler.on_gave_up(job, &failure).await;
-                    }
+                    // Recorded while the lease is still ours, then the job is finished.
+                    handler.on_gave_up(job, ctx, &failure).await;
+                    self.record(job, Record::Finish(Finish::Failed, Some(&failure))).await;
                 } else {
                     let schedule = Backoff::doubling(self.config.backoff_base, self.config.backoff_max);
                     let delay = after.unwrap_or_else(|| schedule.delay(u32::try_from(job.attempts).unwrap_or(1)));

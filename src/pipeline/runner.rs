@@ -1,14 +1,25 @@
 //! The `generate_podcast` job: runs the pipeline's stages with checkpoints.
+//!
+//! Every write that ends or advances a generation (a stage's checkpoint, the
+//! finished episode, FAILED, CANCELLED) happens in one transaction that
+//! first locks the podcast, then checks that this worker still holds the
+//! job's lease (`FOR UPDATE` on the job, so it cannot change hands before the
+//! commit), then writes: the lock order of [`crate::db`] (podcast before job),
+//! the one `cancelGeneration`, `retryGeneration` and `deletePodcast` follow,
+//! so a cancel racing a checkpoint waits instead of deadlocking. A worker
+//! that lost its lease writes nothing, failures and cancellations included.
+//! The transactions run through [`crate::db::retry::transaction!`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 
 use super::{EpisodeMetadata, EventSink, Pipeline, Stage, StageContext, StageError, StageKind, Usage};
+use crate::db::retry::transaction;
 use crate::db::{DbPool, generation, podcasts as podcast_rows};
 use crate::domain::{FailureCode, PodcastId, PodcastStatus, UserId};
 use crate::jobs::queue;
@@ -120,8 +131,26 @@ impl Extra<'_> {
 
 /// Outcome of a checkpoint or terminal write.
 enum Written {
+    /// Written (the event is `None` when a dedupe key had already been used).
     Done(Option<Event>),
+    /// Nothing written: the lease is another worker's now, or the podcast was
+    /// deleted (whose delete cancels the job too).
     LeaseLost,
+}
+
+/// The lease-checked preamble of every runner write, in the lock order of
+/// [`crate::db`]: the podcast's row, then the job's. `Some(status)` while this
+/// worker holds the lease; `None` when the podcast is gone or the lease was lost.
+async fn lock_leased(
+    conn: &mut AsyncPgConnection,
+    podcast: PodcastId,
+    job: uuid::Uuid,
+    worker: uuid::Uuid,
+) -> QueryResult<Option<PodcastStatus>> {
+    let Some(status) = podcast_rows::lock(conn, podcast).await? else {
+        return Ok(None);
+    };
+    Ok(queue::holds_lease(conn, job, worker).await?.then_some(status))
 }
 
 impl GeneratePodcast {
@@ -169,61 +198,100 @@ impl GeneratePodcast {
         let mut conn = self.pool.get().await?;
         let worker = ctx.worker_id;
         let job_id = job.id;
-        let written = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                if !queue::holds_lease(conn, job_id, worker).await? {
-                    return Ok(Written::LeaseLost);
-                }
-                extra.write(conn, podcast).await?;
-                Ok(Written::Done(crate::progress::append(conn, podcast, &event).await?))
-            })
-            .await?;
+        let written = transaction!(conn, diesel::result::Error, async |conn| {
+            if lock_leased(conn, podcast, job_id, worker).await?.is_none() {
+                return Ok(Written::LeaseLost);
+            }
+            extra.write(conn, podcast).await?;
+            Ok(Written::Done(crate::progress::append(conn, podcast, &event).await?))
+        })?;
         if let Written::Done(Some(e)) = &written {
             self.hub.publish(e.clone());
         }
         Ok(written)
     }
 
-    async fn mark_failed(&self, podcast: PodcastId, owner: UserId, run: i32, error: &StageError) -> anyhow::Result<()> {
-        let mut conn = self.pool.get().await?;
+    /// Marks the podcast FAILED with `error`, under the lease; a podcast that
+    /// already ended (cancelled meanwhile) keeps its state.
+    async fn mark_failed(
+        &self,
+        lease: Lease,
+        podcast: PodcastId,
+        owner: UserId,
+        run: i32,
+        error: &StageError,
+    ) -> anyhow::Result<Written> {
         let event = NewEvent::new(EventKind::Failed, format!("{}: {}", error.code, error.message))
             .status(PodcastStatus::Failed)
             .data(serde_json::json!({ "code": error.code.as_str(), "retryable": error.retryable }))
             .dedupe(format!("failed:{run}"));
-        let written = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                generation::set_error(conn, podcast, error.code, &error.message, error.retryable).await?;
-                crate::progress::append(conn, podcast, &event).await
-            })
-            .await?;
-        if let Some(e) = written {
-            self.hub.publish(e);
-        }
-        self.library(owner, podcast);
-        Ok(())
+        self.write_terminal(lease, podcast, owner, &event, Some(error)).await
     }
 
-    async fn mark_cancelled(&self, podcast: PodcastId, owner: UserId, run: i32) -> anyhow::Result<()> {
-        let mut conn = self.pool.get().await?;
+    /// Marks the podcast CANCELLED, under the lease.
+    async fn mark_cancelled(
+        &self,
+        lease: Lease,
+        podcast: PodcastId,
+        owner: UserId,
+        run: i32,
+    ) -> anyhow::Result<Written> {
         let event = NewEvent::new(EventKind::Cancelled, "cancelled by its owner")
             .status(PodcastStatus::Cancelled)
             .dedupe(format!("cancelled:{run}"));
-        if let Some(e) = crate::progress::append(&mut conn, podcast, &event).await? {
-            self.hub.publish(e);
+        self.write_terminal(lease, podcast, owner, &event, None).await
+    }
+
+    /// A terminal write: the podcast's `error` (when failing), then `event`,
+    /// in one lease-checked transaction (podcast, then job), skipped when the
+    /// podcast already reached a terminal state; then the event and a library
+    /// change are published.
+    async fn write_terminal(
+        &self,
+        lease: Lease,
+        podcast: PodcastId,
+        owner: UserId,
+        event: &NewEvent,
+        error: Option<&StageError>,
+    ) -> anyhow::Result<Written> {
+        let mut conn = self.pool.get().await?;
+        let written = transaction!(conn, diesel::result::Error, async |conn| {
+            match lock_leased(conn, podcast, lease.job, lease.worker).await? {
+                None => Ok(Written::LeaseLost),
+                Some(status) if status.is_terminal() => Ok(Written::Done(None)),
+                Some(_) => {
+                    if let Some(e) = error {
+                        generation::set_error(conn, podcast, e.code, &e.message, e.retryable).await?;
+                    }
+                    Ok(Written::Done(crate::progress::append(conn, podcast, event).await?))
+                }
+            }
+        })?;
+        if let Written::Done(e) = &written {
+            if let Some(e) = e {
+                self.hub.publish(e.clone());
+            }
+            self.library(owner, podcast);
         }
-        self.library(owner, podcast);
-        Ok(())
+        Ok(written)
     }
 
     /// The outcome of an attempt asked to stop; a cancel is recorded first.
     async fn stop(&self, at: &Attempt<'_>) -> JobOutcome {
-        if at.ctx.stop_reason() == Some(StopReason::Cancelled)
-            && let Err(e) = self.mark_cancelled(at.podcast.id, at.podcast.owner_id, at.run).await
-        {
-            return JobOutcome::Retry {
-                error: e.into(),
-                after: None,
-            };
+        if at.ctx.stop_reason() == Some(StopReason::Cancelled) {
+            let lease = Lease::of(at.job, at.ctx);
+            match self
+                .mark_cancelled(lease, at.podcast.id, at.podcast.owner_id, at.run)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    return JobOutcome::Retry {
+                        error: e.into(),
+                        after: None,
+                    };
+                }
+            }
         }
         JobOutcome::Stopped
     }
@@ -325,11 +393,14 @@ impl GeneratePodcast {
                 error: Failure::coded(e.code.as_str(), e.message),
             })),
             Err(e) => {
-                self.mark_failed(id, at.podcast.owner_id, run, &e).await?;
-                Ok(StageEnd::Over(JobOutcome::Failed(Failure::coded(
-                    e.code.as_str(),
-                    e.message,
-                ))))
+                let lease = Lease::of(at.job, at.ctx);
+                match self.mark_failed(lease, id, at.podcast.owner_id, run, &e).await? {
+                    Written::LeaseLost => Ok(StageEnd::Over(JobOutcome::Stopped)),
+                    Written::Done(_) => Ok(StageEnd::Over(JobOutcome::Failed(Failure::coded(
+                        e.code.as_str(),
+                        e.message,
+                    )))),
+                }
             }
         }
     }
@@ -361,6 +432,22 @@ impl GeneratePodcast {
 
 /// Finished stages: output and usage.
 type Outputs = HashMap<StageKind, (serde_json::Value, Usage)>;
+
+/// Whose lease a write checks: the job and the worker that claimed it.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    job: uuid::Uuid,
+    worker: uuid::Uuid,
+}
+
+impl Lease {
+    fn of(job: &Job, ctx: &JobContext) -> Self {
+        Self {
+            job: job.id,
+            worker: ctx.worker_id,
+        }
+    }
+}
 
 /// One attempt at one podcast's generation.
 struct Attempt<'a> {
@@ -432,7 +519,7 @@ impl JobHandler for GeneratePodcast {
         }
     }
 
-    async fn on_gave_up(&self, job: &Job, failure: &Failure) {
+    async fn on_gave_up(&self, job: &Job, ctx: &JobContext, failure: &Failure) {
         let Ok(payload) = serde_json::from_value::<GeneratePodcastPayload>(job.payload.clone()) else {
             return;
         };
@@ -451,8 +538,13 @@ impl JobHandler for GeneratePodcast {
             retryable: true,
             retry_after: None,
         };
-        if let Err(e) = self.mark_failed(podcast.id, podcast.owner_id, run, &error).await {
-            tracing::error!(error = %e, "marking the podcast failed did not work");
+        match self
+            .mark_failed(Lease::of(job, ctx), podcast.id, podcast.owner_id, run, &error)
+            .await
+        {
+            Ok(Written::Done(_)) => {}
+            Ok(Written::LeaseLost) => tracing::warn!("lease lost before the podcast could be marked failed"),
+            Err(e) => tracing::error!(error = %e, "marking the podcast failed did not work"),
         }
     }
 }

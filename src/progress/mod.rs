@@ -8,6 +8,10 @@
 //! this process's [`hub::Hub`] and sends a notification carrying only
 //! `podcast_id:seq` for the other processes, whose hubs then read the table.
 //! The table is the truth: a lost notification only delays delivery.
+//!
+//! Because [`append`] row-locks the podcast, a transaction that appends an
+//! event and also locks the podcast's job must take the podcast first (the
+//! lock order in [`crate::db`]).
 
 pub mod hub;
 

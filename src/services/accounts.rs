@@ -1,13 +1,19 @@
 //! Accounts: registration, sign-in, refresh-token rotation and sign-out.
+//!
+//! `register`, `login` and `refresh` are throttled per client address and per
+//! account before any password is hashed ([`super::throttle`]); hashes run
+//! within the process's hashing budget ([`crate::auth::hasher`]).
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 
 use crate::app::App;
+use crate::auth::client::ClientAddr;
 use crate::auth::{Viewer, password, token};
 use crate::db::users::{self, NewUser, User};
 use crate::domain::{SessionId, UserId};
 use crate::error::{ApiError, ApiResult};
+use crate::services::throttle;
 
 /// Longest accepted email, in bytes (RFC 5321 path limit).
 pub const MAX_EMAIL_BYTES: usize = 254;
@@ -84,13 +90,24 @@ async fn issue(
     })
 }
 
-/// Creates an account and signs it in.
+/// Creates an account and signs it in; `from` is the client's address.
 ///
-/// Errors: BAD_USER_INPUT (email shape, password policy), CONFLICT (email taken).
-pub async fn register(app: &App, email: &str, password_text: String) -> ApiResult<AuthTokens> {
+/// Errors: BAD_USER_INPUT (email shape, password policy), CONFLICT (email
+/// taken), RATE_LIMITED (too many attempts from `from` or for this email).
+pub async fn register(
+    app: &App,
+    from: Option<ClientAddr>,
+    email: &str,
+    password_text: String,
+) -> ApiResult<AuthTokens> {
+    let mut conn = app.pool.get().await?;
+    throttle::address(app, &mut conn, from).await?;
     let email = normalize_email(email)?;
     password::check_policy(&password_text, &email)?;
-    let hash = password::hash(password_text, app.hash_params()).await?;
+    throttle::account(app, &mut conn, &format!("register:{email}")).await?;
+    // No connection is held while the hash waits for room and runs.
+    drop(conn);
+    let hash = password::hash(&app.hasher, password_text, app.hash_params()).await?;
     let mut conn = app.pool.get().await?;
     conn.transaction(async |conn| {
         let user = users::insert(
@@ -119,31 +136,35 @@ pub async fn find_or_register(app: &App, email: &str, password_text: &str) -> Ap
     };
     match existing {
         Some(user) => Ok(user),
-        None => Ok(register(app, &normalized, password_text.to_owned()).await?.user),
+        None => Ok(register(app, None, &normalized, password_text.to_owned()).await?.user),
     }
 }
 
-/// Signs in with email and password.
+/// Signs in with email and password; `from` is the client's address.
 ///
 /// Errors: UNAUTHENTICATED for an unknown email or a wrong password (the same
-/// message and similar timing for both, so accounts cannot be probed).
-pub async fn login(app: &App, email: &str, password_text: String) -> ApiResult<AuthTokens> {
+/// message and similar timing for both, so accounts cannot be probed);
+/// RATE_LIMITED for too many attempts from `from` or for this email, known
+/// or not (so the throttle does not tell either).
+pub async fn login(app: &App, from: Option<ClientAddr>, email: &str, password_text: String) -> ApiResult<AuthTokens> {
     let wrong = || ApiError::Unauthenticated("wrong email or password".into());
-    // Oversized input cannot match a stored password; refuse before hashing it.
-    if password_text.chars().count() > password::MAX_PASSWORD_CHARS || email.len() > MAX_EMAIL_BYTES * 2 {
-        return Err(wrong());
-    }
-    let email = email.trim().to_lowercase();
     let user = {
         let mut conn = app.pool.get().await?;
+        throttle::address(app, &mut conn, from).await?;
+        // Oversized input cannot match a stored password; refuse before hashing it.
+        if password_text.chars().count() > password::MAX_PASSWORD_CHARS || email.len() > MAX_EMAIL_BYTES * 2 {
+            return Err(wrong());
+        }
+        let email = email.trim().to_lowercase();
+        throttle::account(app, &mut conn, &format!("login:{email}")).await?;
         users::find_by_email(&mut conn, &email).await?
     };
     let Some(user) = user else {
         // Spend the same work as a real check.
-        let _ = password::verify(password_text, app.dummy_hash().await?).await;
+        let _ = password::verify(&app.hasher, password_text, app.dummy_hash().await?).await;
         return Err(wrong());
     };
-    if !password::verify(password_text, user.password_hash.clone()).await? {
+    if !password::verify(&app.hasher, password_text, user.password_hash.clone()).await? {
         return Err(wrong());
     }
     let mut conn = app.pool.get().await?;
@@ -165,18 +186,22 @@ enum Refusal {
 /// session is revoked, including the token the legitimate client holds, and its
 /// access tokens stop working (RFC 9700 section 4.14.2).
 ///
-/// Errors: UNAUTHENTICATED for an unknown, expired, reused or revoked token.
-pub async fn refresh(app: &App, refresh_token: &str) -> ApiResult<AuthTokens> {
+/// Errors: UNAUTHENTICATED for an unknown, expired, reused or revoked token;
+/// RATE_LIMITED for too many attempts from `from` or for the token's account.
+pub async fn refresh(app: &App, from: Option<ClientAddr>, refresh_token: &str) -> ApiResult<AuthTokens> {
+    let mut conn = app.pool.get().await?;
+    throttle::address(app, &mut conn, from).await?;
     if refresh_token.len() > 256 {
         return Err(ApiError::Unauthenticated("the refresh token is invalid".into()));
     }
     let hash = token::hash_refresh_token(refresh_token.trim());
-    let mut conn = app.pool.get().await?;
     let outcome: Result<AuthTokens, Refusal> = conn
         .transaction::<_, ApiError, _>(async |conn| {
             let Some((row, user_id, revoked_at)) = users::lock_refresh_token(conn, &hash).await? else {
                 return Ok(Err(Refusal::Unknown));
             };
+            // Locks: refresh token, then (below) session, then the bucket.
+            throttle::account(app, conn, &format!("refresh:{user_id}")).await?;
             if revoked_at.is_some() {
                 return Ok(Err(Refusal::Revoked));
             }

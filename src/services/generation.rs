@@ -2,12 +2,13 @@
 //! job, cancelling and retrying.
 //!
 //! The request is checked completely before anything is written, so a bad
-//! request changes nothing.
-
-use diesel_async::AsyncConnection;
+//! request changes nothing. Transactions take their locks in the order of
+//! [`crate::db`] (user, podcast, job) and run through
+//! [`db::retry::transaction!`].
 
 use crate::app::App;
 use crate::auth::Viewer;
+use crate::db;
 use crate::db::podcasts::{self, NewPodcast, Podcast};
 use crate::domain::{Host, PodcastFormat, PodcastId, PodcastStatus, SourceRequest};
 use crate::error::{ApiError, ApiResult};
@@ -271,20 +272,18 @@ pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiR
     let cap = app.config.limits.max_active_generations;
     // The owner's row lock serialises this user's requests, so a repeated
     // idempotency key is always seen here (the unique index is the backstop).
-    let (podcast, created) = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            podcasts::lock_owner(conn, viewer.user_id).await?;
-            if let Some(key) = &new.idempotency_key
-                && let Some(existing) = podcasts::find_by_idempotency_key(conn, viewer.user_id, key).await?
-            {
-                return Ok((existing, false));
-            }
-            check_cap(conn, viewer, cap).await?;
-            let podcast = podcasts::insert(conn, &new).await?;
-            enqueue_generation(conn, podcast.id, app.config.jobs.max_attempts).await?;
-            Ok((podcast, true))
-        })
-        .await?;
+    let (podcast, created) = db::retry::transaction!(conn, ApiError, async |conn| {
+        podcasts::lock_owner(conn, viewer.user_id).await?;
+        if let Some(key) = &new.idempotency_key
+            && let Some(existing) = podcasts::find_by_idempotency_key(conn, viewer.user_id, key).await?
+        {
+            return Ok((existing, false));
+        }
+        check_cap(conn, viewer, cap).await?;
+        let podcast = podcasts::insert(conn, &new).await?;
+        enqueue_generation(conn, podcast.id, app.config.jobs.max_attempts).await?;
+        Ok((podcast, true))
+    })?;
     if !created {
         return Ok(podcast);
     }
@@ -300,9 +299,12 @@ pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiR
 async fn check_cap(conn: &mut crate::db::AsyncPgConnection, viewer: &Viewer, cap: usize) -> ApiResult<()> {
     let active = podcasts::count_active(conn, viewer.user_id).await?;
     if active >= cap as i64 {
-        return Err(ApiError::RateLimited(format!(
-            "{active} generations are already running (at most {cap} at once); wait for one to finish or cancel one"
-        )));
+        return Err(ApiError::rate_limited(
+            format!(
+                "{active} generations are already running (at most {cap} at once); wait for one to finish or cancel one"
+            ),
+            None,
+        ));
     }
     Ok(())
 }
@@ -339,40 +341,38 @@ async fn enqueue_generation(
 /// completed or failed. Cancelling a cancelled podcast returns it unchanged.
 pub async fn cancel(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podcast> {
     let mut conn = app.pool.get().await?;
-    let (request, event) = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
-                .await?
-                .ok_or(ApiError::NotFound("podcast"))?;
-            match podcast.status {
-                PodcastStatus::Cancelled => return Ok((CancelRequest::NoActiveJob, None)),
-                PodcastStatus::Completed | PodcastStatus::Failed => {
-                    return Err(ApiError::Conflict(format!(
-                        "the generation has already {}",
-                        podcast.status.as_str()
-                    )));
-                }
-                _ => {}
+    let (request, event) = db::retry::transaction!(conn, ApiError, async |conn| {
+        let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
+            .await?
+            .ok_or(ApiError::NotFound("podcast"))?;
+        match podcast.status {
+            PodcastStatus::Cancelled => return Ok((CancelRequest::NoActiveJob, None)),
+            PodcastStatus::Completed | PodcastStatus::Failed => {
+                return Err(ApiError::Conflict(format!(
+                    "the generation has already {}",
+                    podcast.status.as_str()
+                )));
             }
-            let request = queue::request_cancel(conn, &job_key(id)).await?;
-            let event = match request {
-                // The worker will stop and record the cancellation itself.
-                CancelRequest::Requested(_) => None,
-                CancelRequest::CancelledQueued(_) | CancelRequest::NoActiveJob => {
-                    let run = podcasts::generation_run(conn, id).await?;
-                    progress::append(
-                        conn,
-                        id,
-                        &NewEvent::new(EventKind::Cancelled, "cancelled by its owner")
-                            .status(PodcastStatus::Cancelled)
-                            .dedupe(format!("cancelled:{run}")),
-                    )
-                    .await?
-                }
-            };
-            Ok((request, event))
-        })
-        .await?;
+            _ => {}
+        }
+        let request = queue::request_cancel(conn, &job_key(id)).await?;
+        let event = match request {
+            // The worker will stop and record the cancellation itself.
+            CancelRequest::Requested(_) => None,
+            CancelRequest::CancelledQueued(_) | CancelRequest::NoActiveJob => {
+                let run = podcasts::generation_run(conn, id).await?;
+                progress::append(
+                    conn,
+                    id,
+                    &NewEvent::new(EventKind::Cancelled, "cancelled by its owner")
+                        .status(PodcastStatus::Cancelled)
+                        .dedupe(format!("cancelled:{run}")),
+                )
+                .await?
+            }
+        };
+        Ok((request, event))
+    })?;
     if let CancelRequest::Requested(job) = request {
         // Prompt stop: the process running the job hears this at once (its
         // heartbeat would notice within a third of the lease otherwise).
@@ -400,24 +400,22 @@ pub async fn cancel(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podc
 pub async fn retry(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podcast> {
     let mut conn = app.pool.get().await?;
     let cap = app.config.limits.max_active_generations;
-    let podcast = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            podcasts::lock_owner(conn, viewer.user_id).await?;
-            let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
-                .await?
-                .ok_or(ApiError::NotFound("podcast"))?;
-            if !matches!(podcast.status, PodcastStatus::Failed | PodcastStatus::Cancelled) {
-                return Err(ApiError::Conflict(format!(
-                    "only failed or cancelled generations can be retried; this one is {}",
-                    podcast.status.as_str()
-                )));
-            }
-            check_cap(conn, viewer, cap).await?;
-            let podcast = podcasts::requeue(conn, id).await?;
-            enqueue_generation(conn, id, app.config.jobs.max_attempts).await?;
-            Ok(podcast)
-        })
-        .await?;
+    let podcast = db::retry::transaction!(conn, ApiError, async |conn| {
+        podcasts::lock_owner(conn, viewer.user_id).await?;
+        let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
+            .await?
+            .ok_or(ApiError::NotFound("podcast"))?;
+        if !matches!(podcast.status, PodcastStatus::Failed | PodcastStatus::Cancelled) {
+            return Err(ApiError::Conflict(format!(
+                "only failed or cancelled generations can be retried; this one is {}",
+                podcast.status.as_str()
+            )));
+        }
+        check_cap(conn, viewer, cap).await?;
+        let podcast = podcasts::requeue(conn, id).await?;
+        enqueue_generation(conn, id, app.config.jobs.max_attempts).await?;
+        Ok(podcast)
+    })?;
     app.jobs_enqueued(&mut conn).await;
     app.hub.publish_library(LibraryNotice {
         user: viewer.user_id,

@@ -16,7 +16,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::jobs::queue::{self, CancelRequest};
 use crate::pipeline::runner::job_key;
 use crate::progress::{LibraryChange, LibraryNotice};
-use diesel_async::AsyncConnection;
 
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
@@ -250,14 +249,12 @@ pub async fn update(app: &App, viewer: &Viewer, id: PodcastId, edit: PodcastEdit
 /// Errors: NOT_FOUND when missing or someone else's.
 pub async fn delete(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<PodcastId> {
     let mut conn = app.pool.get().await?;
-    let cancelled = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            if !podcasts::delete_owned(conn, viewer.user_id, id).await? {
-                return Err(ApiError::NotFound("podcast"));
-            }
-            Ok(queue::request_cancel(conn, &job_key(id)).await?)
-        })
-        .await?;
+    let cancelled = crate::db::retry::transaction!(conn, ApiError, async |conn| {
+        if !podcasts::delete_owned(conn, viewer.user_id, id).await? {
+            return Err(ApiError::NotFound("podcast"));
+        }
+        Ok(queue::request_cancel(conn, &job_key(id)).await?)
+    })?;
     if let CancelRequest::Requested(job) = cancelled {
         app.workers.cancel_local(job);
         let _ = queue::notify(&mut conn, queue::CANCEL_CHANNEL, &job.to_string()).await;

@@ -6,3 +6,4 @@
 pub mod accounts;
 pub mod generation;
 pub mod library;
+pub mod throttle;

@@ -163,6 +163,8 @@ pub fn test_config(database_url: &str) -> Config {
     vars.insert("PODFORGE_BIND", "127.0.0.1:0".to_owned());
     vars.insert("PODFORGE_DB_POOL_SIZE", "5".to_owned());
     vars.insert("PODFORGE_MAX_ACTIVE_GENERATIONS", "100".to_owned());
+    // Tests sign many users in from one address; those about the throttle set their own.
+    vars.insert("PODFORGE_SIGNIN_ADDRESS_LIMIT", "100000".to_owned());
     // No model unless a test sets one up.
     vars.insert("PODFORGE_LLM", "none".to_owned());
     #[expect(clippy::expect_used, reason = "test support: the fixed configuration is valid")]

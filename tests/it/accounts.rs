@@ -257,3 +257,203 @@ async fn login_accepts_an_invalid_header_for_public_operations() {
         .await;
     assert!(v["data"]["login"].is_object(), "{v}");
 }
+
+#[tokio::test]
+async fn wrong_passwords_for_one_account_are_throttled_with_retry_after() {
+    let (app, user) = TestApp::new().await.with_user().await;
+    let mut codes = Vec::new();
+    let mut limited = None;
+    for _ in 0..30 {
+        let v = app
+            .gql(LOGIN, json!({"e": user.email, "p": "not the password"}), None)
+            .await;
+        let code = error_code(&v).unwrap_or_default().to_owned();
+        if code == "RATE_LIMITED" {
+            limited = Some(v);
+            break;
+        }
+        assert_eq!(code, "UNAUTHENTICATED", "{v}");
+        codes.push(code);
+    }
+    let limited = limited.expect("30 wrong passwords in a row were never throttled");
+    assert!(codes.len() >= 3, "a few mistakes are allowed ({} were)", codes.len());
+    let retry_after = limited["errors"][0]["extensions"]["retryAfter"].as_u64();
+    assert!(retry_after.is_some_and(|s| s >= 1), "retryAfter in seconds: {limited}");
+    // The right password does not get through the throttle either (guessing
+    // would otherwise go on, only the hits answered).
+    let v = app.gql(LOGIN, json!({"e": user.email, "p": user.password}), None).await;
+    assert_eq!(error_code(&v), Some("RATE_LIMITED"), "{v}");
+    // Another account is not affected.
+    let other = app.user().await;
+    let v = app
+        .gql(LOGIN, json!({"e": other.email, "p": other.password}), None)
+        .await;
+    assert!(v["data"]["login"].is_object(), "{v}");
+}
+
+/// Posts `query` with an `X-Forwarded-For` header.
+async fn gql_from(app: &TestApp, forwarded_for: &str, query: &str, variables: Value) -> Value {
+    app.http
+        .post(app.graphql_url())
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn unknown(i: usize) -> Value {
+    json!({"e": format!("nobody-{i}@example.com"), "p": "not the password"})
+}
+
+#[tokio::test]
+async fn sign_ins_from_one_address_are_throttled_and_a_proxy_header_counts_only_when_trusted() {
+    let limited = |c: &mut podforge::config::Config| {
+        c.auth.throttle.address_limit = 4;
+        c.auth.throttle.address_window = std::time::Duration::from_secs(60);
+    };
+    let app = TestApp::with_config(limited).await;
+    // Different accounts, one address: the address's bucket empties.
+    for i in 0..4 {
+        let v = gql_from(&app, &format!("198.51.100.{i}"), LOGIN, unknown(i)).await;
+        assert_eq!(error_code(&v), Some("UNAUTHENTICATED"), "{v}");
+    }
+    // Untrusted, the header is ignored: a fresh X-Forwarded-For does not help.
+    let v = gql_from(&app, "198.51.100.99", LOGIN, unknown(99)).await;
+    assert_eq!(error_code(&v), Some("RATE_LIMITED"), "{v}");
+    assert!(v["errors"][0]["extensions"]["retryAfter"].as_u64().unwrap() >= 1);
+    // register and refreshToken draw on the same address bucket.
+    let v = app
+        .gql(
+            REGISTER,
+            json!({"e": "new@example.com", "p": "a fine long password"}),
+            None,
+        )
+        .await;
+    assert_eq!(error_code(&v), Some("RATE_LIMITED"), "{v}");
+    let v = app.gql(REFRESH, json!({"t": "garbage"}), None).await;
+    assert_eq!(error_code(&v), Some("RATE_LIMITED"), "{v}");
+
+    // Behind a trusted proxy, its header names the client.
+    let proxied = TestApp::with_config(|c| {
+        limited(c);
+        c.trusted_proxy = podforge::config::TrustedProxy::XForwardedFor;
+    })
+    .await;
+    for i in 0..4 {
+        let v = gql_from(&proxied, "192.0.2.1, 203.0.113.5", LOGIN, unknown(i)).await;
+        assert_eq!(error_code(&v), Some("UNAUTHENTICATED"), "{v}");
+    }
+    let v = gql_from(&proxied, "203.0.113.5", LOGIN, unknown(5)).await;
+    assert_eq!(
+        error_code(&v),
+        Some("RATE_LIMITED"),
+        "the proxy's last entry is the client: {v}"
+    );
+    let v = gql_from(&proxied, "203.0.113.6", LOGIN, unknown(6)).await;
+    assert_eq!(
+        error_code(&v),
+        Some("UNAUTHENTICATED"),
+        "another client has its own bucket: {v}"
+    );
+}
+
+#[tokio::test]
+async fn the_throttle_holds_across_instances_and_refills() {
+    let app = TestApp::with_config(|c| {
+        c.auth.throttle.account_limit = 3;
+        c.auth.throttle.account_window = std::time::Duration::from_secs(3);
+    })
+    .await;
+    let user = app.user().await;
+    for _ in 0..2 {
+        let v = app
+            .gql(LOGIN, json!({"e": user.email, "p": "wrong password"}), None)
+            .await;
+        assert_eq!(error_code(&v), Some("UNAUTHENTICATED"), "{v}");
+    }
+    // A second instance over the same database takes the last attempt; then
+    // both refuse.
+    let mut config = podforge::testing::test_config(&app.db.url);
+    config.auth.throttle = app.app.config.auth.throttle.clone();
+    let other = podforge::app::App::build(
+        config,
+        podforge::app::AppOptions {
+            migrate: false,
+            pipeline: None,
+        },
+    )
+    .await
+    .unwrap();
+    let login = |app: std::sync::Arc<podforge::app::App>, password: &str| {
+        let (email, password) = (user.email.clone(), password.to_owned());
+        async move { podforge::services::accounts::login(&app, None, &email, password).await }
+    };
+    let third = login(other.clone(), "wrong password").await.unwrap_err();
+    assert_eq!(third.code(), "UNAUTHENTICATED");
+    let fourth = login(other.clone(), &user.password).await.unwrap_err();
+    assert_eq!(fourth.code(), "RATE_LIMITED");
+    let v = app.gql(LOGIN, json!({"e": user.email, "p": user.password}), None).await;
+    assert_eq!(error_code(&v), Some("RATE_LIMITED"), "{v}");
+    // One attempt's worth refills in window / limit = 1 s.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let v = app.gql(LOGIN, json!({"e": user.email, "p": user.password}), None).await;
+    assert!(v["data"]["login"].is_object(), "{v}");
+
+    // Refilled buckets are purged; one in use stays.
+    let mut conn = app.app.pool.get().await.unwrap();
+    let login_buckets = async |conn: &mut podforge::db::AsyncPgConnection| {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use podforge::db::schema::signin_throttle::dsl::*;
+        signin_throttle
+            .filter(bucket.eq(format!("login:{}", user.email)))
+            .count()
+            .get_result::<i64>(conn)
+            .await
+            .unwrap()
+    };
+    podforge::db::throttle::purge_expired(&mut conn).await.unwrap();
+    assert_eq!(
+        login_buckets(&mut conn).await,
+        1,
+        "the account's bucket is still in use"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert!(podforge::db::throttle::purge_expired(&mut conn).await.unwrap() >= 1);
+    assert_eq!(login_buckets(&mut conn).await, 0);
+}
+
+#[tokio::test]
+async fn a_flood_of_parallel_sign_ins_queues_for_the_hashing_budget() {
+    // Room for two hashes at once; 24 sign-ins at once all get their answer.
+    let (app, user) = TestApp::with_config(|c| {
+        c.auth.throttle.account_limit = 0;
+        c.auth.hash_memory_budget_kib = 2 * c.auth.argon2_memory_kib;
+    })
+    .await
+    .with_user()
+    .await;
+    assert_eq!(app.app.hasher.threads(), 2);
+    let attempts = (0..24).map(|i| {
+        let password = if i % 4 == 0 {
+            user.password.clone()
+        } else {
+            "wrong password".to_owned()
+        };
+        let email = user.email.clone();
+        let app = &app;
+        async move { app.gql(LOGIN, json!({"e": email, "p": password}), None).await }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    for (i, v) in answers.iter().enumerate() {
+        if i % 4 == 0 {
+            assert!(v["data"]["login"].is_object(), "{v}");
+        } else {
+            assert_eq!(error_code(v), Some("UNAUTHENTICATED"), "{v}");
+        }
+    }
+}

@@ -549,3 +549,101 @@ async fn five_concurrent_generations_complete_while_the_library_answers() {
     assert!(answered > 5, "the library answered throughout ({answered} queries)");
     eprintln!("library queries during 5 generations: {answered}, slowest {slowest:?}");
 }
+
+/// Deadlocks PostgreSQL counted in this test's database (flushed stats).
+async fn deadlocks(app: &TestApp) -> i64 {
+    let target = podforge::db::DbTarget::parse(&app.db.url, None, Duration::from_secs(5)).unwrap();
+    let client = target.connect_raw().await.unwrap();
+    client
+        .query_one(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+}
+
+#[tokio::test]
+async fn generate_then_cancel_with_several_workers_never_deadlocks() {
+    let control = Arc::new(StageControl::default());
+    for &stage in StageKind::ALL {
+        control.script(
+            stage,
+            StageScript {
+                delay: Duration::from_millis(2),
+                ..Default::default()
+            },
+        );
+    }
+    let app = TestApp::with_pipeline(scripted_pipeline(control), |c| {
+        c.jobs.workers = 4;
+        c.jobs.poll_interval = Duration::from_millis(50);
+        c.database.pool_size = 16;
+        c.limits.max_active_generations = 1_000;
+        // Detect a deadlock after 20 ms instead of 1 s, so the loop meets many.
+        c.database.url.push_str("&options=-cdeadlock_timeout%3D20ms");
+    })
+    .await;
+    assert_eq!(deadlocks(&app).await, 0);
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        users.push(app.user().await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut clients = Vec::new();
+    for (n, user) in users.iter().enumerate() {
+        let (app, user) = (&app, user.clone());
+        clients.push(async move {
+            let mut ids = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let id = generate(app, &user, &format!("loop {n}.{i}")).await;
+                // Cancel at varying points: queued, between stages, mid-checkpoint.
+                tokio::time::sleep(Duration::from_millis((i * 7 + n as u64 * 3) % 25)).await;
+                let v = app
+                    .gql(
+                        "mutation($id: ID!) { cancelGeneration(id: $id) { status } }",
+                        json!({"id": id}),
+                        Some(&user.token),
+                    )
+                    .await;
+                // CONFLICT when the generation completed first; never an internal error.
+                if let Some(code) = error_code(&v) {
+                    assert_eq!(code, "CONFLICT", "{v}");
+                }
+                ids.push((n, id));
+                i += 1;
+            }
+            ids
+        });
+    }
+    let ids: Vec<(usize, String)> = futures_util::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(ids.len() > 40, "the loop ran ({} generations)", ids.len());
+    for (n, id) in &ids {
+        wait_for(&app, &users[*n], id, &["COMPLETED", "CANCELLED"]).await;
+    }
+    // No attempt failed (a deadlock victim in a worker burns an attempt).
+    {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Failed {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = app.app.pool.get().await.unwrap();
+        let failed: Failed = diesel::sql_query("SELECT count(*) AS n FROM jobs WHERE last_error IS NOT NULL")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(failed.n, 0, "job attempts failed");
+    }
+    // Backends flush their statistics when they exit: close the pool, then look.
+    app.app.pool.close();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(deadlocks(&app).await, 0, "PostgreSQL detected deadlocks");
+}

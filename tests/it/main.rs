@@ -7,6 +7,7 @@
 mod accounts;
 mod clients;
 mod deploy;
+mod errors;
 mod guards;
 mod http;
 mod jobs;

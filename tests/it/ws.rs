@@ -274,3 +274,60 @@ async fn library_updates_follow_the_viewers_podcasts_only() {
         }
     }
 }
+
+/// Polls until `f` holds (a deadline, not a performance assertion).
+async fn eventually(what: &str, within: Duration, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn socket_and_subscription_gauges_rise_and_fall_back_to_zero_after_abrupt_disconnects() {
+    let app = TestApp::with_pipeline(scripted_pipeline(Arc::default()), |c| c.jobs.workers = 0).await;
+    let user = app.user().await;
+    let stats = app.app.ws_stats.clone();
+    assert_eq!((stats.open(), stats.subscriptions()), (0, 0));
+    let id = generate_queued(&app, &user).await;
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let mut ws = WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+        ws.init(&user.token).await;
+        ws.send(subscribe("p", &id, None)).await;
+        ws.send(json!({"id": "lib", "type": "subscribe", "payload": {"query": "subscription { libraryUpdates { change } }"}}))
+            .await;
+        if i == 0 {
+            // A finished operation no longer counts.
+            ws.send(json!({"id": "q", "type": "subscribe", "payload": {"query": "{ me { id } }"}}))
+                .await;
+            assert_eq!(ws.next().await["type"], "next");
+            assert_eq!(ws.next().await["type"], "complete");
+        }
+        clients.push(ws);
+    }
+    let s = stats.clone();
+    eventually(
+        "6 sockets and 12 subscriptions counted",
+        Duration::from_secs(10),
+        move || (s.open(), s.subscriptions()) == (6, 12),
+    )
+    .await;
+    // A client-side complete ends one subscription; its socket stays open.
+    clients[0].send(json!({"id": "lib", "type": "complete"})).await;
+    let s = stats.clone();
+    eventually(
+        "the completed subscription is gone",
+        Duration::from_secs(10),
+        move || (s.open(), s.subscriptions()) == (6, 11),
+    )
+    .await;
+    // Killed: no close frame, the TCP connection just goes.
+    drop(clients);
+    let s = stats.clone();
+    eventually("every gauge back to 0 within 5 s", Duration::from_secs(5), move || {
+        (s.open(), s.subscriptions()) == (0, 0)
+    })
+    .await;
+}

@@ -118,8 +118,11 @@ impl Hasher {
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing budget closed: {e}")))?;
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let _permit = permit; // released when the hash is done
-            let _ = tx.send(work());
+            let out = work();
+            // Released before the caller hears of the result, so a caller
+            // that goes on to hash again finds the budget whole.
+            drop(permit);
+            let _ = tx.send(out);
         });
         self.jobs
             .lock()

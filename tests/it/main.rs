@@ -15,6 +15,7 @@ mod local;
 mod pipeline;
 mod process;
 mod schema;
+mod streaming;
 mod tls;
 mod ws;
 mod wsclient;

@@ -14,6 +14,7 @@ mod library;
 mod local;
 mod pipeline;
 mod process;
+mod query_cost;
 mod schema;
 mod streaming;
 mod tls;

@@ -142,7 +142,7 @@ impl GenDocument {
     /// The document as GraphQL text.
     pub fn render(&self) -> String {
         let n = self.fragments.len();
-        let mut out = String::from("query Q($n: Int = 5) {");
+        let mut out = String::new();
         // The operation may spread any fragment.
         render_set(&mut out, &self.operation, &|pick| {
             (n > 0).then(|| usize::from(pick) % n)
@@ -160,7 +160,13 @@ impl GenDocument {
             }
             out.push_str("}\n");
         }
-        out
+        // `$n` is declared only where used (validation refuses unused variables).
+        let head = if out.contains("$n") {
+            "query Q($n: Int = 5) {"
+        } else {
+            "query Q {"
+        };
+        format!("{head}{out}")
     }
 }
 

@@ -220,3 +220,26 @@ async fn page_sizes_weigh_and_fragment_cycles_are_refused() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exponential_fragment_documents_are_refused_over_websockets_too() {
+    let (app, user) = TestApp::new().await.with_user().await;
+    let mut ws = crate::wsclient::WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+    ws.init(&user.token).await;
+    let doc = fan_out_document(3, 36);
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": doc}}))
+        .await;
+    let m = tokio::time::timeout(std::time::Duration::from_secs(20), ws.next())
+        .await
+        .expect("decided in time");
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(
+        m["payload"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{m}"
+    );
+    // The socket is still served.
+    ws.send(json!({"id": "2", "type": "subscribe", "payload": {"query": "{ me { id } }"}}))
+        .await;
+    let m = ws.next().await;
+    assert_eq!(m["payload"]["data"]["me"]["id"], user.id.as_str(), "{m}");
+}

@@ -150,9 +150,15 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most operations in one batched HTTP request.
     pub max_batch: usize,
+    /// Largest GraphQL document (the `query` text), in bytes. Larger values
+    /// belong in variables: the document parser takes about 60 ns a byte,
+    /// JSON variables a few.
+    pub max_query_bytes: usize,
     /// Deepest selection nesting, fragments inlined.
     pub max_depth: usize,
-    /// Most selected fields in one operation, aliases and inlined fragments counted.
+    /// Highest cost of a document: fields and fragment spreads with fragments
+    /// inlined (aliases counted), selections under a paged field counted once
+    /// per item of its page (see `graphql::cost`).
     pub max_complexity: usize,
     /// Most directives on one field or fragment.
     pub max_directives_per_field: usize,
@@ -467,6 +473,7 @@ impl Limits {
         Ok(Limits {
             max_body_bytes: env.parse("PODFORGE_MAX_BODY_BYTES", 2 * 1024 * 1024)?,
             max_batch: env.parse("PODFORGE_MAX_BATCH", 10)?,
+            max_query_bytes: env.parse("PODFORGE_MAX_QUERY_BYTES", 256 * 1024)?,
             max_depth: env.parse("PODFORGE_MAX_DEPTH", 12)?,
             max_complexity: env.parse("PODFORGE_MAX_COMPLEXITY", 500)?,
             max_directives_per_field: env.parse("PODFORGE_MAX_DIRECTIVES", 4)?,

@@ -259,6 +259,9 @@ text_enum!(
         Cancelled = "CANCELLED",
         /// The model's output stayed invalid after a repair attempt.
         ScriptInvalid = "SCRIPT_INVALID",
+        /// The model's answer was cut off at the token cap (`finish_reason:
+        /// length`), again after being asked for a shorter one.
+        OutputTruncated = "OUTPUT_TRUNCATED",
         /// The sources do not fit the model's context.
         SourceTooLong = "SOURCE_TOO_LONG",
         /// A source address the service must not contact.

@@ -1,28 +1,47 @@
-//! A lexical pre-check that rejects hostile documents before they are parsed.
+//! Limits on documents, in two passes that both run before async-graphql
+//! validates anything.
 //!
-//! async-graphql enforces depth, complexity and directives-per-field, but only
-//! after parsing the whole document, and some validation rules (overlapping
-//! fields) are quadratic in the number of selections. A 10,000-directive or
-//! 1,000-alias document therefore costs hundreds of milliseconds before it is
-//! refused. This check walks the document's tokens once (GraphQL spec,
-//! section 2.1 "Source Text"), counting:
-//! - selections: field names in selection sets, an alias and its field counting
-//!   once, `__typename` included; fragment spreads count too;
-//! - directives (`@`);
-//! - selection-set nesting (`{` outside argument values).
+//! 1. A lexical pre-check ([`check`]) rejects hostile documents before they
+//!    are parsed. async-graphql enforces depth, complexity and
+//!    directives-per-field, but only after parsing the whole document, and
+//!    some validation rules (overlapping fields) are quadratic in the number
+//!    of selections. A 10,000-directive or 1,000-alias document therefore
+//!    costs hundreds of milliseconds before it is refused. This check walks
+//!    the document's tokens once (GraphQL spec, section 2.1 "Source Text"),
+//!    counting:
+//!    - selections: field names in selection sets, an alias and its field
+//!      counting once, `__typename` included; fragment spreads count too;
+//!    - directives (`@`);
+//!    - selection-set nesting (`{` outside argument values);
 //!
-//! It is a cheap upper bound; async-graphql's own limits, which inline
-//! fragments, still run afterwards on what passes.
+//!    and refusing documents over a size limit outright: async-graphql's
+//!    parser takes about 60 ns a byte, so a document at the 2 MiB body limit
+//!    would take over 100 ms to parse (large values travel as variables).
+//!
+//!    It bounds the document as written, not its expansion: a few spreads of
+//!    fragments that spread each other grow exponentially once inlined.
+//! 2. On the parsed document, [`super::cost`] computes cost and depth over
+//!    the fragment graph without expanding it, and refuses fragment cycles,
+//!    documents that cost too much and documents nested too deep. Only then
+//!    does async-graphql see the document (its recursion check and its
+//!    validation inline fragments).
+//!
+//! Both run in the prepare-request hook, before the engine parses anything.
+//!
+//! Refusals carry `extensions.code = GRAPHQL_VALIDATION_FAILED`.
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
+use async_graphql::{Request, ServerError, ServerResult};
+
+use super::cost::{self, CostLimits};
 
 /// Limits for [`QueryLimits`].
 #[derive(Debug, Clone, Copy)]
 pub struct DocumentLimits {
+    /// Largest document, in bytes.
+    pub max_bytes: usize,
     /// Most selections in one document.
     pub max_selections: usize,
     /// Most directives in one document.
@@ -48,6 +67,12 @@ pub struct DocumentStats {
 ///
 /// Errors: the message a client sees, naming the limit.
 pub fn check(query: &str, limits: &DocumentLimits) -> Result<DocumentStats, String> {
+    if query.len() > limits.max_bytes {
+        return Err(format!(
+            "the query document is larger than {} bytes; send large values as variables",
+            limits.max_bytes
+        ));
+    }
     let b = query.as_bytes();
     let mut i = 0;
     let mut stats = DocumentStats::default();
@@ -183,35 +208,70 @@ pub fn check(query: &str, limits: &DocumentLimits) -> Result<DocumentStats, Stri
     Ok(stats)
 }
 
-/// Extension running [`check`] before parsing; refusals carry
-/// `extensions.code = GRAPHQL_VALIDATION_FAILED`.
-pub struct QueryLimits(pub DocumentLimits);
+/// Extension running [`check`] before parsing and [`cost::analyse`] right
+/// after, before the engine looks at the document, so that nothing in
+/// async-graphql that inlines fragments ever sees an unbounded document;
+/// refusals carry `extensions.code = GRAPHQL_VALIDATION_FAILED`.
+pub struct QueryLimits {
+    /// Bounds on the document as written.
+    pub document: DocumentLimits,
+    /// Bounds on the document with its fragments expanded.
+    pub cost: CostLimits,
+}
 
 impl ExtensionFactory for QueryLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(QueryLimitsExtension(self.0))
+        Arc::new(QueryLimitsExtension {
+            document: self.document,
+            cost: self.cost.clone(),
+        })
     }
 }
 
-struct QueryLimitsExtension(DocumentLimits);
+struct QueryLimitsExtension {
+    document: DocumentLimits,
+    cost: CostLimits,
+}
+
+fn refusal(message: String) -> ServerError {
+    let mut e = ServerError::new(message, None);
+    e.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", "GRAPHQL_VALIDATION_FAILED");
+    e
+}
 
 #[async_trait::async_trait]
 impl Extension for QueryLimitsExtension {
-    async fn parse_query(
+    /// Runs before async-graphql parses the document itself: its parse step
+    /// ends with a recursion-depth check that follows every fragment spread
+    /// (exponential in a fragment DAG with fan-out), so the parse hook would
+    /// be too late. The document is parsed here once and handed on to the
+    /// engine (`Request::set_parsed_query` by way of `parsed_query`), so it
+    /// is not parsed twice. A document that does not parse goes on unchanged:
+    /// the engine reports the syntax error (GRAPHQL_PARSE_FAILED).
+    async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if let Err(message) = check(query, &self.0) {
-            let mut e = ServerError::new(message, None);
-            e.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "GRAPHQL_VALIDATION_FAILED");
-            return Err(e);
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        check(&request.query, &self.document).map_err(refusal)?;
+        let variables = std::mem::take(&mut request.variables);
+        let measured = match request.parsed_query() {
+            Ok(doc) => Some(cost::analyse(doc, &variables, &self.cost)),
+            Err(_) => None,
+        };
+        request.variables = variables;
+        if let Some(measured) = measured {
+            let measured = measured.map_err(|e| refusal(e.to_string()))?;
+            tracing::trace!(
+                graphql.cost = measured.cost,
+                graphql.depth = measured.depth,
+                "document within limits"
+            );
         }
-        next.run(ctx, query, variables).await
+        next.run(ctx, request).await
     }
 }
 
@@ -220,6 +280,7 @@ mod tests {
     use super::*;
 
     const LIMITS: DocumentLimits = DocumentLimits {
+        max_bytes: 4_096,
         max_selections: 100,
         max_directives: 10,
         max_directives_per_location: 3,
@@ -272,6 +333,8 @@ mod tests {
         assert!(check("{ me @a @b @c { id @a @b @c } }", &LIMITS).is_ok());
         let deep = format!("{}{}", "{ a ".repeat(6), "}".repeat(6));
         assert!(check(&deep, &LIMITS).unwrap_err().contains("deeper"));
+        let long = format!("{{ a(x: \"{}\") }}", "x".repeat(4_090));
+        assert!(check(&long, &LIMITS).unwrap_err().contains("larger than 4096 bytes"));
     }
 
     #[test]

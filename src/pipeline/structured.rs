@@ -5,8 +5,11 @@
 //! checks. One wrapper is stripped first (a leading `<think>` block, then
 //! Markdown code fences); if it still fails, the model gets exactly one
 //! repair turn showing its answer and the error; after that the stage fails
-//! with SCRIPT_INVALID. A context-length error is returned to the stage,
-//! which must shrink the prompt: the same request is never sent again.
+//! with SCRIPT_INVALID. An answer cut off at the token cap (`finish_reason:
+//! length`) is never parsed, even when it happens to be valid JSON: the
+//! repair turn asks for a shorter answer, and a second cut-off fails the
+//! stage with OUTPUT_TRUNCATED. A context-length error is returned to the
+//! stage, which must shrink the prompt: the same request is never sent again.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -144,6 +147,7 @@ pub async fn call<T: DeserializeOwned>(
         temperature: 0.7,
     };
     let mut last_problem = String::new();
+    let mut truncated = false;
     for turn in 0..2 {
         let response = match model.complete(&request, observer).await {
             Ok(r) => r,
@@ -151,7 +155,8 @@ pub async fn call<T: DeserializeOwned>(
             Err(e) => return Err(CallError::Stage(stage_error(e))),
         };
         meter.add(response.usage.prompt, response.usage.completion, response.latency);
-        let problem = if response.finish == FinishReason::Length {
+        truncated = response.finish == FinishReason::Length;
+        let problem = if truncated {
             format!("the answer was cut off at the {max_tokens}-token limit; answer more briefly")
         } else {
             match serde_json::from_str::<T>(strip_wrapper(&response.content)) {
@@ -171,6 +176,15 @@ pub async fn call<T: DeserializeOwned>(
                  matching the schema exactly, with no commentary or code fences."
             )));
         }
+    }
+    if truncated {
+        return Err(CallError::Stage(StageError::fatal(
+            FailureCode::OutputTruncated,
+            format!(
+                "the model's answer was cut off at the {max_tokens}-token limit (finish_reason length), \
+                 again after it was asked for a shorter one"
+            ),
+        )));
     }
     Err(CallError::Stage(StageError::fatal(
         FailureCode::ScriptInvalid,

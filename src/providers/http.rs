@@ -87,28 +87,45 @@ pub fn transport_error(e: &reqwest::Error) -> ProviderError {
     }
 }
 
+/// The `code`, `type` and `message` of an error object (`{"code", "type",
+/// "message"}`; a numeric code is written out), empty when absent.
+fn error_fields(error: Option<&serde_json::Value>) -> (String, String, String) {
+    let field = |name: &str| -> String {
+        match error.and_then(|e| e.get(name)) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        }
+    };
+    (field("code"), field("type"), field("message"))
+}
+
+/// The errors whose kind says what they are, whatever the status.
+fn classified(code: &str, kind: &str, message: &str) -> Option<ProviderError> {
+    let says = |needle: &str| code.contains(needle) || kind.contains(needle);
+    if says("insufficient_quota") {
+        return Some(ProviderError::QuotaExhausted);
+    }
+    if says("context_length") || message.contains("maximum context length") || message.contains("context window") {
+        return Some(ProviderError::ContextLength);
+    }
+    if says("content_filter") || says("content_policy") {
+        return Some(ProviderError::ContentFiltered(if message.is_empty() {
+            "refused".into()
+        } else {
+            message.to_owned()
+        }));
+    }
+    None
+}
+
 /// Maps a non-success status and its JSON error body (`{"error": {"code",
 /// "type", "message"}}`, as OpenAI and compatibles send) to a provider error.
 pub fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &str) -> ProviderError {
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    let field = |name: &str| -> String {
-        json.as_ref()
-            .and_then(|j| j.get("error"))
-            .and_then(|e| e.get(name))
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (code, kind, message) = (field("code"), field("type"), field("message"));
-    let says = |needle: &str| code.contains(needle) || kind.contains(needle);
-    if says("insufficient_quota") {
-        return ProviderError::QuotaExhausted;
-    }
-    if says("context_length") || message.contains("maximum context length") || message.contains("context window") {
-        return ProviderError::ContextLength;
-    }
-    if says("content_filter") || says("content_policy") {
-        return ProviderError::ContentFiltered(if message.is_empty() { "refused".into() } else { message });
+    let (code, kind, message) = error_fields(json.as_ref().and_then(|j| j.get("error")));
+    if let Some(e) = classified(&code, &kind, &message) {
+        return e;
     }
     match status.as_u16() {
         401 | 403 => ProviderError::Unauthorized(status.as_u16()),
@@ -119,6 +136,48 @@ pub fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &st
         } else {
             message
         }),
+    }
+}
+
+/// Maps an error a provider reported inside a streamed answer (after its
+/// 200): `error` is the error object (`{"message", "type", "code"}`, as
+/// OpenAI sends in a `data:` line, or `{"type": "overloaded_error", ...}` in
+/// an `error` event). The message keeps the provider's words and code.
+/// Server errors, overload, timeouts and rate limits are transient (the
+/// client retries them); anything else is a rejection of this request.
+pub fn stream_error(error: &serde_json::Value) -> ProviderError {
+    let (code, kind, message) = error_fields(Some(error));
+    if let Some(e) = classified(&code, &kind, &message) {
+        return e;
+    }
+    let label = [&code, &kind]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .map_or_else(|| "no code".to_owned(), |s| s.to_owned());
+    let text = format!(
+        "{} ({label})",
+        if message.is_empty() {
+            "the provider reported an error mid-stream"
+        } else {
+            &message
+        }
+    );
+    let says = |needles: &[&str]| needles.iter().any(|n| code.contains(n) || kind.contains(n));
+    let status = code.parse::<u16>().ok();
+    if says(&["rate_limit"]) || status == Some(429) {
+        ProviderError::RateLimited { retry_after: None }
+    } else if says(&[
+        "server_error",
+        "overloaded",
+        "unavailable",
+        "timeout",
+        "internal",
+        "api_error",
+    ]) || status.is_some_and(|s| s >= 500)
+    {
+        ProviderError::Unavailable(text)
+    } else {
+        ProviderError::Rejected(text)
     }
 }
 
@@ -195,5 +254,38 @@ mod tests {
             status_error(StatusCode::BAD_REQUEST, None, "{}"),
             ProviderError::Rejected(_)
         ));
+    }
+
+    #[test]
+    fn stream_errors_keep_the_providers_words_and_say_if_retryable() {
+        let e = |v: serde_json::Value| stream_error(&v);
+        assert_eq!(
+            e(serde_json::json!({"message": "The server had an error", "type": "server_error", "code": null})),
+            ProviderError::Unavailable("The server had an error (server_error)".into())
+        );
+        assert_eq!(
+            e(serde_json::json!({"type": "overloaded_error", "message": "Overloaded"})),
+            ProviderError::Unavailable("Overloaded (overloaded_error)".into())
+        );
+        assert_eq!(
+            e(serde_json::json!({"message": "busy", "code": 503})),
+            ProviderError::Unavailable("busy (503)".into())
+        );
+        assert_eq!(
+            e(serde_json::json!({"message": "slow down", "type": "rate_limit_exceeded"})),
+            ProviderError::RateLimited { retry_after: None }
+        );
+        assert_eq!(
+            e(serde_json::json!({"message": "bad tool", "type": "invalid_request_error"})),
+            ProviderError::Rejected("bad tool (invalid_request_error)".into())
+        );
+        assert_eq!(
+            e(serde_json::json!({"code": "context_length_exceeded"})),
+            ProviderError::ContextLength
+        );
+        assert_eq!(
+            e(serde_json::json!({})),
+            ProviderError::Rejected("the provider reported an error mid-stream (no code)".into())
+        );
     }
 }

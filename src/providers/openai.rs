@@ -14,9 +14,22 @@
 //! short success. The protocol types are a few serde structs of our own: the
 //! crates that model the whole OpenAI API (async-openai) bring far more code
 //! and dependencies than these fields.
+//!
+//! The stream is decoded into whole events before anything is read from
+//! them (`eventsource-stream`, which follows the HTML event-stream grammar
+//! and holds back the bytes of a UTF-8 character or a line until the rest
+//! arrives): network reads end anywhere, inside a `data:` line or inside a
+//! character. An error in the stream (an `error` event, or a `data:` line
+//! carrying `{"error": {...}}`) fails the call with the provider's message
+//! and code ([`http::stream_error`]; server errors and overload are retried).
+//! A `finish_reason` of `length` is reported as [`FinishReason::Length`],
+//! which callers must not take as a complete answer (the structured caller
+//! asks once for a shorter one, then fails with OUTPUT_TRUNCATED).
 
 use std::time::Duration;
 
+use eventsource_stream::{Event, EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -73,6 +86,9 @@ struct Chunk {
     choices: Vec<ChunkChoice>,
     #[serde(default)]
     usage: Option<Usage>,
+    /// An error reported mid-stream (`{"error": {"message", "type", "code"}}`).
+    #[serde(default)]
+    error: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -91,7 +107,7 @@ struct Delta {
     refusal: Option<String>,
 }
 
-/// Accumulates a streamed completion from its `data:` lines.
+/// Accumulates a streamed completion from its events.
 #[derive(Default)]
 struct StreamState {
     content: String,
@@ -99,42 +115,43 @@ struct StreamState {
     finish: Option<String>,
     usage: Option<TokenUsage>,
     done: bool,
-    buffer: String,
 }
 
 impl StreamState {
-    /// Feeds raw bytes; complete lines are parsed.
-    fn feed(&mut self, bytes: &[u8]) -> Result<(), ProviderError> {
-        self.buffer.push_str(&String::from_utf8_lossy(bytes));
-        while let Some(i) = self.buffer.find('\n') {
-            let line: String = self.buffer.drain(..=i).collect();
-            let line = line.trim();
-            let Some(data) = line.strip_prefix("data:") else {
-                continue;
-            };
-            let data = data.trim();
-            if data == "[DONE]" {
-                self.done = true;
-                continue;
+    /// Takes one whole server-sent event: a `chat.completion.chunk`, the
+    /// `[DONE]` marker, or an error.
+    fn event(&mut self, event: &Event) -> Result<(), ProviderError> {
+        let data = event.data.trim();
+        if event.event == "error" {
+            // `data` is an error object, `{"error": {...}}`, or plain text.
+            let value: serde_json::Value = serde_json::from_str(data).unwrap_or_else(|_| json!({"message": data}));
+            let error = value.get("error").filter(|e| e.is_object()).unwrap_or(&value);
+            return Err(http::stream_error(error));
+        }
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let chunk: Chunk = serde_json::from_str(data)
+            .map_err(|_| ProviderError::InvalidResponse("a streamed event is not valid JSON".into()))?;
+        if let Some(error) = chunk.error.filter(|e| !e.is_null()) {
+            return Err(http::stream_error(&error));
+        }
+        if let Some(u) = chunk.usage {
+            self.usage = Some(TokenUsage {
+                prompt: u.prompt_tokens,
+                completion: u.completion_tokens,
+            });
+        }
+        for c in chunk.choices {
+            if let Some(t) = c.delta.content {
+                self.content.push_str(&t);
             }
-            let chunk: Chunk = serde_json::from_str(data)
-                .map_err(|_| ProviderError::InvalidResponse("a streamed chunk is not valid JSON".into()))?;
-            if let Some(u) = chunk.usage {
-                self.usage = Some(TokenUsage {
-                    prompt: u.prompt_tokens,
-                    completion: u.completion_tokens,
-                });
+            if let Some(r) = c.delta.refusal {
+                self.refusal.push_str(&r);
             }
-            for c in chunk.choices {
-                if let Some(t) = c.delta.content {
-                    self.content.push_str(&t);
-                }
-                if let Some(r) = c.delta.refusal {
-                    self.refusal.push_str(&r);
-                }
-                if c.finish_reason.is_some() {
-                    self.finish = c.finish_reason;
-                }
+            if c.finish_reason.is_some() {
+                self.finish = c.finish_reason;
             }
         }
         Ok(())
@@ -181,6 +198,49 @@ struct Usage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+}
+
+/// Reads a streamed completion from the body's bytes, split anywhere: the
+/// bytes are decoded into whole events first. `idle` is the longest silence
+/// allowed; `transport` maps a read error.
+async fn read_stream<S, B, E>(
+    body: S,
+    idle: Duration,
+    transport: impl Fn(E) -> ProviderError,
+) -> Result<(String, FinishReason, TokenUsage), ProviderError>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: AsRef<[u8]>,
+{
+    let mut events = std::pin::pin!(body.eventsource());
+    let mut state = StreamState::default();
+    loop {
+        match tokio::time::timeout(idle, events.next()).await {
+            Err(_) => {
+                return Err(ProviderError::Unavailable(format!(
+                    "the stream stalled for {} s",
+                    idle.as_secs()
+                )));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(EventStreamError::Transport(e)))) => return Err(transport(e)),
+            Ok(Some(Err(EventStreamError::Utf8(_)))) => {
+                return Err(ProviderError::InvalidResponse("the stream is not valid UTF-8".into()));
+            }
+            Ok(Some(Err(EventStreamError::Parser(_)))) => {
+                return Err(ProviderError::InvalidResponse(
+                    "the stream is not a valid event stream".into(),
+                ));
+            }
+            Ok(Some(Ok(event))) => {
+                state.event(&event)?;
+                if state.done {
+                    break;
+                }
+            }
+        }
+    }
+    state.finish()
 }
 
 /// Maps a `finish_reason`. A missing one means the answer was cut off
@@ -278,27 +338,7 @@ impl LanguageModel for OpenAiClient {
                 let text = response.text().await.map_err(|e| http::transport_error(&e))?;
                 return parse_completion(&text);
             }
-            let mut state = StreamState::default();
-            let mut body = response.bytes_stream();
-            loop {
-                match tokio::time::timeout(idle, futures_util::StreamExt::next(&mut body)).await {
-                    Err(_) => {
-                        return Err(ProviderError::Unavailable(format!(
-                            "the stream stalled for {} s",
-                            idle.as_secs()
-                        )));
-                    }
-                    Ok(None) => break,
-                    Ok(Some(Err(e))) => return Err(http::transport_error(&e)),
-                    Ok(Some(Ok(bytes))) => {
-                        state.feed(&bytes)?;
-                        if state.done {
-                            break;
-                        }
-                    }
-                }
-            }
-            state.finish()
+            read_stream(response.bytes_stream(), idle, |e| http::transport_error(&e)).await
         })
         .await;
         let (content, finish, usage) = result?;
@@ -347,24 +387,129 @@ pub fn millis(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Decodes a stream delivered in `reads`.
+    fn decode(reads: Vec<Vec<u8>>) -> Result<(String, FinishReason, TokenUsage), ProviderError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let body = futures_util::stream::iter(reads.into_iter().map(Ok::<_, std::convert::Infallible>));
+        rt.block_on(read_stream(body, Duration::from_secs(5), |e| match e {}))
+    }
+
+    /// The event stream an OpenAI-compatible server sends for `text`, in
+    /// content pieces of `piece` characters, with `\r\n` line ends if `crlf`.
+    fn sse_bytes(text: &str, piece: usize, crlf: bool) -> Vec<u8> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut events: Vec<serde_json::Value> = chars
+            .chunks(piece)
+            .map(|c| json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": c.iter().collect::<String>()}, "finish_reason": null}]}))
+            .collect();
+        events.push(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}));
+        events.push(json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}));
+        let end = if crlf { "\r\n" } else { "\n" };
+        let mut out = String::new();
+        for e in events {
+            // serde_json writes non-ASCII characters as raw UTF-8, as servers do.
+            out.push_str(&format!("data: {e}{end}{end}"));
+        }
+        out.push_str(&format!(": keep-alive comment{end}{end}data: [DONE]{end}{end}"));
+        out.into_bytes()
+    }
 
     #[test]
     fn streams_are_assembled_and_cut_offs_refused() {
-        let mut s = StreamState::default();
-        s.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"{\\\"a\\\"\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\":1}\"},\"finish_reason\":\"stop\"}]}\n").unwrap();
-        s.feed(b"\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n")
-            .unwrap();
-        assert!(s.done);
-        let (c, f, u) = s.finish().unwrap();
+        let whole = b"data: {\"choices\":[{\"delta\":{\"content\":\"{\\\"a\\\"\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\":1}\"},\"finish_reason\":\"stop\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n";
+        let (c, f, u) = decode(vec![whole[..70].to_vec(), whole[70..].to_vec()]).unwrap();
         assert_eq!(
             (c.as_str(), f, u.prompt, u.completion),
             ("{\"a\":1}", FinishReason::Stop, 5, 2)
         );
-        let mut cut = StreamState::default();
-        cut.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"{\\\"a\"}}]}\n\n")
-            .unwrap();
-        assert!(matches!(cut.finish(), Err(ProviderError::Unavailable(_))));
+        let cut = b"data: {\"choices\":[{\"delta\":{\"content\":\"{\\\"a\"}}]}\n\n".to_vec();
+        assert!(matches!(decode(vec![cut]), Err(ProviderError::Unavailable(_))));
+        let invalid = b"data: {\"choices\":[{\"delta\":{\"content\":\"\xff\"}}]}\n\n".to_vec();
+        assert!(matches!(decode(vec![invalid]), Err(ProviderError::InvalidResponse(_))));
+    }
+
+    #[test]
+    fn errors_in_the_stream_fail_the_call() {
+        let error_event = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\nevent: error\ndata: {\"error\":{\"message\":\"Overloaded\",\"type\":\"overloaded_error\"}}\n\n";
+        assert_eq!(
+            decode(vec![error_event.to_vec()]),
+            Err(ProviderError::Unavailable("Overloaded (overloaded_error)".into()))
+        );
+        let anthropic =
+            b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"Internal\"}}\n\n";
+        assert_eq!(
+            decode(vec![anthropic.to_vec()]),
+            Err(ProviderError::Unavailable("Internal (api_error)".into()))
+        );
+        let plain = b"event: error\ndata: upstream went away\n\n";
+        assert_eq!(
+            decode(vec![plain.to_vec()]),
+            Err(ProviderError::Rejected("upstream went away (no code)".into()))
+        );
+        let in_data = b"data: {\"error\":{\"message\":\"Bad schema\",\"type\":\"invalid_request_error\",\"code\":\"invalid_schema\"}}\n\n";
+        assert_eq!(
+            decode(vec![in_data.to_vec()]),
+            Err(ProviderError::Rejected("Bad schema (invalid_schema)".into()))
+        );
+        let length = b"data: {\"choices\":[{\"delta\":{\"content\":\"{\\\"a\"},\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n";
+        assert_eq!(decode(vec![length.to_vec()]).unwrap().1, FinishReason::Length);
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,80}",
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('猫'),
+                    Just('是'),
+                    Just('。'),
+                    Just('é'),
+                    Just('🎉'),
+                    Just('\u{1F469}'),
+                    Just('\u{200D}'),
+                    Just('\n'),
+                    Just('"'),
+                    Just('\\'),
+                    Just(' '),
+                    any::<char>(),
+                ],
+                0..120
+            )
+            .prop_map(|c| c.into_iter().collect()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whatever the text (CJK, emoji, escapes) and wherever the network
+        /// cuts the stream's bytes, the decoded answer is the text.
+        #[test]
+        fn any_text_survives_any_chunking_of_its_stream(
+            text in text(),
+            piece in 1usize..30,
+            cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..64),
+            crlf in any::<bool>(),
+        ) {
+            let bytes = sse_bytes(&text, piece, crlf);
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            at.push(0);
+            at.push(bytes.len());
+            at.sort_unstable();
+            at.dedup();
+            let reads: Vec<Vec<u8>> = at.windows(2).map(|w| bytes[w[0]..w[1]].to_vec()).collect();
+            let (content, finish, usage) = decode(reads).unwrap();
+            prop_assert_eq!(content, text);
+            prop_assert_eq!(finish, FinishReason::Stop);
+            prop_assert_eq!(usage.prompt, 5);
+        }
     }
 
     #[test]

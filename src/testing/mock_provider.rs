@@ -8,10 +8,12 @@
 //! source yields Chinese turns), alternate between the speakers the schema
 //! allows, cite the passages they use, and stop at the prompt's word budget.
 //! Faults are scripted per call kind: 429 with Retry-After, 500, a stall, a
-//! truncated body, a missing finish reason, fenced or think-wrapped or
-//! malformed JSON, a context-length error, a content-filter refusal, auth and
-//! quota errors, `search_results` instead of `citations`, and content faults
-//! (wrong speaker, unknown citation, markup in text, wrong language).
+//! truncated body, a missing finish reason, a `length` finish, fenced or
+//! think-wrapped or malformed JSON, a context-length error, a content-filter
+//! refusal, auth and quota errors, `search_results` instead of `citations`,
+//! stream faults (writes cut inside UTF-8 characters or inside `data:` lines,
+//! error events mid-stream) and content faults (wrong speaker, unknown
+//! citation, markup in text, wrong language).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -77,6 +79,20 @@ pub enum Fault {
     Markup,
     /// Turns in English whatever was asked.
     WrongLanguage,
+    /// The streamed answer's bytes written in pieces that end inside
+    /// multi-byte UTF-8 characters (a pause between writes keeps them apart).
+    SplitCharacters,
+    /// Each streamed `data:` line written in two pieces, cut inside its JSON.
+    SplitLines,
+    /// Halfway through the stream, an `event: error` event whose data is
+    /// `{"error": {"message", "type", "code"}}` with this code; the stream
+    /// ends there.
+    StreamErrorEvent(&'static str),
+    /// Halfway through the stream, a plain `data:` line carrying
+    /// `{"error": {...}}` with this code; the stream ends there.
+    StreamErrorData(&'static str),
+    /// Half the answer, then `finish_reason: "length"` (the token cap cut it off).
+    LengthFinish,
 }
 
 struct Scripted {
@@ -602,6 +618,10 @@ async fn chat(State(state): State<Arc<MockState>>, _headers: HeaderMap, Json(bod
         ),
         Some(Fault::NoFinishReason) => (json_text.clone(), Value::Null),
         Some(Fault::ContentFilter) => (String::new(), json!("content_filter")),
+        Some(Fault::LengthFinish) => (
+            json_text.chars().take(json_text.chars().count() / 2).collect(),
+            json!("length"),
+        ),
         _ => (json_text.clone(), json!("stop")),
     };
     let prompt_tokens = crate::sources::estimate_tokens(&prompt) as u64;
@@ -628,33 +648,116 @@ async fn chat(State(state): State<Arc<MockState>>, _headers: HeaderMap, Json(bod
 /// A streamed answer: the content in pieces of about 40 characters as
 /// `chat.completion.chunk` events, then the finish reason, the usage and
 /// `[DONE]`. A stall fault pauses after the first piece; a truncated body
-/// stops halfway with no finish reason and no `[DONE]`.
+/// stops halfway with no finish reason and no `[DONE]`; an error fault sends
+/// its error halfway and stops; split faults cut the writes inside UTF-8
+/// characters or inside `data:` lines.
 fn sse(content: String, finish: Value, usage: Value, fault: Option<Fault>) -> Response {
     let pieces: Vec<String> = {
         let chars: Vec<char> = content.chars().collect();
         chars.chunks(40).map(|c| c.iter().collect()).collect()
     };
-    let events = async_stream::stream! {
-        let event = |v: Value| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(format!("data: {v}\n\n")));
-        let half = pieces.len() / 2;
-        for (i, piece) in pieces.iter().enumerate() {
-            if fault == Some(Fault::TruncatedBody) && i == half {
-                return;
+    let event = |v: Value| format!("data: {v}\n\n").into_bytes();
+    let half = pieces.len() / 2;
+    let mut events: Vec<Vec<u8>> = Vec::new();
+    let mut complete = true;
+    for (i, piece) in pieces.iter().enumerate() {
+        if i == half {
+            match &fault {
+                Some(Fault::TruncatedBody) => complete = false,
+                Some(Fault::StreamErrorEvent(code)) => {
+                    events.push(format!("event: error\ndata: {}\n\n", stream_error(code)).into_bytes());
+                    complete = false;
+                }
+                Some(Fault::StreamErrorData(code)) => {
+                    events.push(event(stream_error(code)));
+                    complete = false;
+                }
+                _ => {}
             }
-            yield event(json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]}));
-            if i == 0 && let Some(Fault::Stall(d)) = &fault {
-                tokio::time::sleep(*d).await;
+            if !complete {
+                break;
             }
         }
-        yield event(json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}));
-        yield event(json!({"object": "chat.completion.chunk", "choices": [], "usage": usage}));
-        yield Ok(axum::body::Bytes::from_static(b"data: [DONE]\n\n"));
+        events.push(event(
+            json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]}),
+        ));
+    }
+    if complete {
+        events.push(event(
+            json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}),
+        ));
+        events.push(event(
+            json!({"object": "chat.completion.chunk", "choices": [], "usage": usage}),
+        ));
+        events.push(b"data: [DONE]\n\n".to_vec());
+    }
+    let writes = match &fault {
+        Some(Fault::SplitCharacters) => split_inside_characters(&events.concat()),
+        Some(Fault::SplitLines) => events
+            .iter()
+            .flat_map(|e| {
+                let cut = char_boundary_before(e, e.len() / 2);
+                [e[..cut].to_vec(), e[cut..].to_vec()]
+            })
+            .collect(),
+        _ => events,
+    };
+    let stall = match &fault {
+        Some(Fault::Stall(d)) => Some(*d),
+        _ => None,
+    };
+    let paced = matches!(fault, Some(Fault::SplitCharacters | Fault::SplitLines));
+    let body = async_stream::stream! {
+        for (i, write) in writes.into_iter().enumerate() {
+            yield Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(write));
+            if i == 0 && let Some(d) = stall {
+                tokio::time::sleep(d).await;
+            }
+            if paced {
+                // Separate writes, so the client reads them apart.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
     };
     (
         [("content-type", "text/event-stream"), ("cache-control", "no-cache")],
-        axum::body::Body::from_stream(events),
+        axum::body::Body::from_stream(body),
     )
         .into_response()
+}
+
+/// An OpenAI-style error object for stream faults.
+fn stream_error(code: &str) -> Value {
+    json!({"error": {"message": format!("The mock provider failed with {code}"), "type": code, "code": code}})
+}
+
+/// The largest index `<= at` that starts a UTF-8 character of `bytes`.
+fn char_boundary_before(bytes: &[u8], at: usize) -> usize {
+    let mut cut = at.min(bytes.len());
+    while cut > 0 && cut < bytes.len() && (bytes[cut] & 0xC0) == 0x80 {
+        cut -= 1;
+    }
+    cut
+}
+
+/// `bytes` in pieces, each cut just after the first byte of a multi-byte
+/// character (about 60 pieces at most; every 7 bytes when all is ASCII).
+fn split_inside_characters(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let leads: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i] >= 0xC0).collect();
+    let cuts: Vec<usize> = if leads.is_empty() {
+        (7..bytes.len()).step_by(7).collect()
+    } else {
+        let step = leads.len().div_ceil(60);
+        leads.iter().step_by(step).map(|i| i + 1).collect()
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for cut in cuts {
+        out.push(bytes[start..cut].to_vec());
+        start = cut;
+    }
+    out.push(bytes[start..].to_vec());
+    out
 }
 
 async fn file(State(state): State<Arc<MockState>>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {

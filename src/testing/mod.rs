@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
+pub mod documents;
 pub mod mock_provider;
 pub mod mock_speech;
 

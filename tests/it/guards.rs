@@ -132,3 +132,114 @@ async fn input_length_limits_hold() {
         assert_eq!(v["errors"][0]["extensions"]["field"], field);
     }
 }
+
+/// `query { ...F0 }` over a chain of `levels` fragments in which each spreads
+/// the next `fan_out` times: a few hundred bytes whose expansion has
+/// `fan_out^(levels-1)` leaves.
+fn fan_out_document(fan_out: usize, levels: usize) -> String {
+    let mut doc = String::from("query { ...F0 }\n");
+    for i in 0..levels - 1 {
+        let spreads = vec![format!("...F{}", i + 1); fan_out].join(" ");
+        doc.push_str(&format!("fragment F{i} on QueryRoot {{ {spreads} }}\n"));
+    }
+    doc.push_str(&format!("fragment F{} on QueryRoot {{ __typename }}\n", levels - 1));
+    doc
+}
+
+// Multi-threaded like the server: a request that kept a worker busy would
+// leave the other one to answer `/healthz` and to notice the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exponential_fragment_documents_are_refused_while_the_server_answers() {
+    let app = TestApp::new().await;
+    let doc = fan_out_document(3, 36);
+    assert!(doc.len() < 2_048, "a small document: {} bytes", doc.len());
+    let hostile = || async { app.gql(&doc, json!({}), None).await };
+    let health = async {
+        for _ in 0..5 {
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                app.http.get(format!("http://{}/healthz", app.addr)).send(),
+            )
+            .await
+            .expect("/healthz answers while hostile documents are decided")
+            .unwrap();
+            assert_eq!(r.status(), 200);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    // As many hostile requests as the machine has cores, without signing in.
+    let (a, b, ()) = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        futures_util::future::join3(hostile(), hostile(), health),
+    )
+    .await
+    .expect("the documents are decided in time");
+    for v in [a, b] {
+        assert_eq!(error_code(&v), Some("GRAPHQL_VALIDATION_FAILED"), "{v}");
+        let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("costs more than"), "{message}");
+        assert!(v["data"].is_null(), "nothing ran: {v}");
+    }
+}
+
+#[tokio::test]
+async fn page_sizes_weigh_and_fragment_cycles_are_refused() {
+    let (app, user) = TestApp::new().await.with_user().await;
+    let page = "query($n: Int) { podcasts(first: $n) { totalCount edges { cursor node { id title status } } } }";
+    // 1 + n * (totalCount, edges, cursor, node, id, title, status)
+    for (n, refused) in [(20, false), (71, false), (72, true), (100, true)] {
+        let v = app.gql(page, json!({"n": n}), Some(&user.token)).await;
+        if refused {
+            assert_eq!(error_code(&v), Some("GRAPHQL_VALIDATION_FAILED"), "first: {n}: {v}");
+            assert!(
+                v["errors"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("costs more than 500"),
+                "{v}"
+            );
+        } else {
+            assert!(v["errors"].is_null(), "first: {n}: {v}");
+        }
+    }
+    let cycle = "query { ...A } fragment A on QueryRoot { me { id } ...B } fragment B on QueryRoot { ...A }";
+    let v = app.gql(cycle, json!({}), Some(&user.token)).await;
+    assert_eq!(error_code(&v), Some("GRAPHQL_VALIDATION_FAILED"), "{v}");
+    assert!(v["errors"][0]["message"].as_str().unwrap().contains("cycle"), "{v}");
+    // Depth counts through fragments: each of 12 fragments nests one level,
+    // the last two: 13 levels once inlined, each fragment 2 levels as written.
+    let mut deep = String::from("query { ...D0 }");
+    for i in 0..11 {
+        deep.push_str(&format!(" fragment D{i} on QueryRoot {{ me {{ id ...D{} }} }}", i + 1));
+    }
+    deep.push_str(" fragment D11 on QueryRoot { me { id } }");
+    let v = app.gql(&deep, json!({}), Some(&user.token)).await;
+    assert_eq!(error_code(&v), Some("GRAPHQL_VALIDATION_FAILED"), "{v}");
+    assert!(
+        v["errors"][0]["message"].as_str().unwrap().contains("deeper than 12"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exponential_fragment_documents_are_refused_over_websockets_too() {
+    let (app, user) = TestApp::new().await.with_user().await;
+    let mut ws = crate::wsclient::WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+    ws.init(&user.token).await;
+    let doc = fan_out_document(3, 36);
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": doc}}))
+        .await;
+    let m = tokio::time::timeout(std::time::Duration::from_secs(20), ws.next())
+        .await
+        .expect("decided in time");
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(
+        m["payload"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{m}"
+    );
+    // The socket is still served.
+    ws.send(json!({"id": "2", "type": "subscribe", "payload": {"query": "{ me { id } }"}}))
+        .await;
+    let m = ws.next().await;
+    assert_eq!(m["payload"]["data"]["me"]["id"], user.id.as_str(), "{m}");
+}

@@ -110,8 +110,9 @@ fn assert_consistent(p: &Value) {
         let speaker = t["speaker"].as_str().unwrap();
         assert!(hosts.contains(&speaker), "speaker {speaker} is not a host {hosts:?}");
         let text = t["text"].as_str().unwrap();
+        let host_names: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
         assert!(
-            !text.is_empty() && !text.contains('<') && !text.contains('[') && !text.starts_with(&format!("{speaker}:")),
+            !text.is_empty() && !podforge::pipeline::text::has_markup(text, &host_names),
             "{text}"
         );
         for c in t["citations"].as_array().unwrap() {
@@ -548,6 +549,37 @@ async fn a_wrong_language_is_retried_then_reported() {
             .iter()
             .any(|c| c.prompt.contains("Reminder: write every turn in Chinese"))
     );
+}
+
+#[tokio::test]
+async fn source_text_that_is_not_markup_reaches_the_episode_unchanged() {
+    let mock = MockProvider::start().await.unwrap();
+    let app = app(&mock, false).await;
+    let user = app.user().await;
+    let text = r"The notes live in C:\temp\new on the studio laptop. The rule says that a < b > c holds for every sample we took. The label <not a tag> is printed on the box itself. Stars in *nix and snake_case names stay as they are, said C# fans at 10:30.";
+    let id = generate(
+        &app,
+        &user,
+        json!({"topic": "Studio notes", "targetMinutes": 3, "sources": [{"title": "Notes", "text": text}]}),
+    )
+    .await;
+    wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await;
+    let p = episode(&app, &user, &id).await;
+    assert_consistent(&p);
+    let spoken: Vec<String> = all_turns(&p)
+        .iter()
+        .map(|t| t["text"].as_str().unwrap().to_owned())
+        .collect();
+    let spoken = spoken.join(" ");
+    for phrase in [
+        r"C:\temp\new",
+        "a < b > c holds",
+        "The label <not a tag> is printed",
+        "Stars in *nix and snake_case names",
+        "C# fans at 10:30",
+    ] {
+        assert!(spoken.contains(phrase), "{phrase:?} in {spoken}");
+    }
 }
 
 #[tokio::test]

@@ -20,8 +20,11 @@ use crate::config::Config;
 use crate::db::{DbPool, DbTarget, connect, migrate};
 use crate::error::ApiResult;
 use crate::jobs::{WorkerConfig, Workers, queue};
+use crate::media::signing::UrlSigner;
+use crate::media::store::MediaStore;
 use crate::pipeline::{GeneratePodcast, Pipeline};
 use crate::progress::{self, hub::Hub};
+use crate::providers::speech::SpeechProvider;
 
 /// Shared state of one process.
 ///
@@ -49,6 +52,16 @@ pub struct App {
     pub ws_stats: Arc<WsStats>,
     /// Where password hashes run, within `PODFORGE_HASH_MEMORY_BUDGET_MIB`.
     pub hasher: Hasher,
+    /// The speech provider reading scripts aloud (`PODFORGE_TTS`); `None`
+    /// when speech is off.
+    pub speech: Option<Arc<dyn SpeechProvider>>,
+    /// Where media objects (clips, episode MP3s) live.
+    pub media: MediaStore,
+    /// Signs and checks media URLs (key derived from the JWT secret).
+    pub signer: UrlSigner,
+    /// The origin media URLs start with: `PODFORGE_PUBLIC_URL`, else set
+    /// from the bound address by [`App::serving_at`].
+    public_origin: std::sync::OnceLock<String>,
     dummy_hash: OnceCell<String>,
 }
 
@@ -111,6 +124,8 @@ pub struct AppOptions {
     pub migrate: bool,
     /// The generation pipeline; `None` picks it from the configuration.
     pub pipeline: Option<Pipeline>,
+    /// The speech provider; `None` picks it from the configuration.
+    pub speech: Option<Option<Arc<dyn SpeechProvider>>>,
 }
 
 impl Default for AppOptions {
@@ -118,6 +133,7 @@ impl Default for AppOptions {
         Self {
             migrate: true,
             pipeline: None,
+            speech: None,
         }
     }
 }
@@ -132,7 +148,7 @@ impl App {
             config,
             AppOptions {
                 migrate: run_migrations,
-                pipeline: None,
+                ..AppOptions::default()
             },
         )
         .await
@@ -161,10 +177,21 @@ impl App {
         )?;
         let hasher = Hasher::new(config.auth.hash_memory_budget_kib, config.auth.argon2_memory_kib)?;
         let hub = Hub::new(pool.clone());
+        let speech = match options.speech {
+            Some(s) => s,
+            None => crate::wiring::speech_from_config(&config)?,
+        };
+        let media = MediaStore::from_config(&config.media)?;
         let pipeline = Arc::new(match options.pipeline {
             Some(p) => p,
-            None => crate::wiring::pipeline_from_config(&config)?,
+            None => {
+                let audio = speech
+                    .clone()
+                    .map(|s| crate::wiring::audio_from_config(&config, s, media.clone()));
+                crate::wiring::pipeline_from_config(&config, audio)?
+            }
         });
+        let signer = UrlSigner::new(&config.auth.jwt_secret);
         let generate = GeneratePodcast::new(pool.clone(), hub.clone(), pipeline.clone());
         let workers = Workers::new(
             pool.clone(),
@@ -188,6 +215,10 @@ impl App {
             workers,
             ws_stats: Arc::new(WsStats::default()),
             hasher,
+            speech,
+            media,
+            signer,
+            public_origin: std::sync::OnceLock::new(),
             dummy_hash: OnceCell::new(),
         }))
     }
@@ -284,6 +315,27 @@ impl App {
         if let Err(e) = queue::notify_enqueued(conn, crate::pipeline::JOB_KIND).await {
             tracing::warn!(error = %e, "job notification failed; workers will find the job by polling");
         }
+    }
+
+    /// Records the address the server bound, the origin of media URLs when
+    /// `PODFORGE_PUBLIC_URL` is unset (the first call wins).
+    pub fn serving_at(&self, addr: std::net::SocketAddr) {
+        let _ = self.public_origin.set(format!("http://{addr}"));
+    }
+
+    /// The origin media URLs start with, e.g. `https://podforge.fly.dev`
+    /// (empty, so URLs are relative, before the server binds).
+    pub fn public_origin(&self) -> &str {
+        match &self.config.media.public_url {
+            Some(url) => url,
+            None => self.public_origin.get().map_or("", String::as_str),
+        }
+    }
+
+    /// A signed URL of the media object `key`, valid for `ttl`.
+    pub fn media_url(&self, key: &str, ttl: std::time::Duration) -> String {
+        let expires = chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        format!("{}/media/{key}?{}", self.public_origin(), self.signer.sign(key, expires))
     }
 
     /// Argon2 settings from the configuration.

@@ -295,6 +295,70 @@ pub struct Config {
     /// Which proxy header, if any, names the client's address (the socket's
     /// peer otherwise).
     pub trusted_proxy: TrustedProxy,
+    /// Speech synthesis.
+    pub speech: SpeechConfig,
+    /// Where media objects live and how their URLs are made.
+    pub media: MediaConfig,
+}
+
+/// Which speech provider reads the scripts (`PODFORGE_TTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtsChoice {
+    /// The embedded Kokoro-82M engine (assets from `podforge model fetch`).
+    Local,
+    /// An OpenAI-compatible `/audio/speech` server (OpenAI, Kokoro-FastAPI, Speaches).
+    OpenAi,
+    /// No audio: episodes complete with a script only.
+    None,
+}
+
+/// Speech settings (`PODFORGE_TTS*`, `OPENAI_TTS_*`).
+#[derive(Debug, Clone)]
+pub struct SpeechConfig {
+    /// The provider (`PODFORGE_TTS`: `local`, `openai` or `none`; default
+    /// `openai` when `OPENAI_API_KEY` is set, else `local`).
+    pub tts: TtsChoice,
+    /// Base URL of the OpenAI-compatible speech server (`OPENAI_TTS_BASE_URL`,
+    /// default `OPENAI_BASE_URL`, then `https://api.openai.com/v1`).
+    pub openai_base_url: String,
+    /// Its key (`OPENAI_TTS_API_KEY`, default `OPENAI_API_KEY`).
+    pub openai_api_key: Option<String>,
+    /// Its model (`PODFORGE_TTS_MODEL`, default `tts-1`).
+    pub openai_model: String,
+    /// Longest input per call, characters (`PODFORGE_TTS_MAX_CHARS`, 4096).
+    pub openai_max_chars: usize,
+    /// ONNX Runtime threads of the embedded engine (`PODFORGE_TTS_THREADS`, 1).
+    pub threads: usize,
+    /// Turns synthesized at once (`PODFORGE_TTS_CONCURRENCY`; default 1 for
+    /// the embedded engine, whose inference is serialised anyway, 4 otherwise).
+    pub concurrency: usize,
+    /// Speaking rate, 1.0 normal (`PODFORGE_TTS_SPEED`).
+    pub speed: f32,
+    /// Attempts per turn for transient failures before the stage fails
+    /// (`PODFORGE_TTS_ATTEMPTS`, 3; each attempt has the client's own retries).
+    pub attempts: u32,
+}
+
+/// Media storage and URLs (`PODFORGE_MEDIA_*`, `PODFORGE_PUBLIC_URL`).
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Local directory of media objects (`PODFORGE_MEDIA_DIR`, default
+    /// `<data dir>/media`), used unless an S3 bucket is set.
+    pub dir: PathBuf,
+    /// S3-compatible bucket (`PODFORGE_MEDIA_S3_BUCKET`); credentials come
+    /// from the standard `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint for non-AWS stores (`PODFORGE_MEDIA_S3_ENDPOINT`, e.g.
+    /// `https://fly.storage.tigris.dev`, a MinIO URL).
+    pub s3_endpoint: Option<String>,
+    /// S3 region (`PODFORGE_MEDIA_S3_REGION`, or `AWS_REGION`).
+    pub s3_region: Option<String>,
+    /// Origin that media URLs start with (`PODFORGE_PUBLIC_URL`, e.g.
+    /// `https://podforge.fly.dev`); when unset, `http://` and the address
+    /// the server bound.
+    pub public_url: Option<String>,
+    /// Default lifetime of a signed media URL (`PODFORGE_MEDIA_URL_TTL_SECS`, 3600).
+    pub url_ttl: Duration,
 }
 
 /// Reads one typed variable through `lookup`.
@@ -364,17 +428,20 @@ impl Config {
                     .collect()
             })
             .unwrap_or_else(|| if production { Vec::new() } else { vec!["*".to_owned()] });
+        let bind = env
+            .parse("PODFORGE_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))
+            .context("PODFORGE_BIND must be host:port, e.g. 0.0.0.0:8080")?;
         Ok(Self {
             environment,
-            bind: env
-                .parse("PODFORGE_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))
-                .context("PODFORGE_BIND must be host:port, e.g. 0.0.0.0:8080")?,
+            bind,
             database: DatabaseConfig::from_env(&env)?,
             auth: AuthConfig::from_env(&env, production)?,
             cors_origins,
             limits: Limits::from_env(&env)?,
             jobs: JobsConfig::from_env(&env)?,
             ws: WsConfig::from_env(&env)?,
+            speech: SpeechConfig::from_env(&env)?,
+            media: MediaConfig::from_env(&env)?,
             providers: ProvidersConfig::from_env(&env)?,
             graphiql: env.flag("PODFORGE_GRAPHIQL", !production)?,
             introspection: env.flag("PODFORGE_INTROSPECTION", !production)?,
@@ -505,6 +572,59 @@ impl WsConfig {
             keepalive: env.secs("PODFORGE_WS_KEEPALIVE_SECS", 15)?,
             max_subscriptions: env.parse("PODFORGE_WS_MAX_SUBSCRIPTIONS", 100)?,
             max_message_bytes: env.parse("PODFORGE_WS_MAX_MESSAGE_BYTES", 64 * 1024)?,
+        })
+    }
+}
+
+impl SpeechConfig {
+    fn from_env(env: &Env<'_>) -> anyhow::Result<Self> {
+        let openai_api_key = env.raw("OPENAI_TTS_API_KEY").or_else(|| env.raw("OPENAI_API_KEY"));
+        let tts = match env.raw("PODFORGE_TTS").as_deref().map(str::trim) {
+            Some("local") => TtsChoice::Local,
+            Some("openai") => TtsChoice::OpenAi,
+            Some("none") => TtsChoice::None,
+            Some(other) => bail!("PODFORGE_TTS={other:?} must be local, openai or none"),
+            None if env.raw("OPENAI_API_KEY").is_some() => TtsChoice::OpenAi,
+            None => TtsChoice::Local,
+        };
+        let speed: f32 = env.parse("PODFORGE_TTS_SPEED", 1.0)?;
+        if !(0.5..=2.0).contains(&speed) {
+            bail!("PODFORGE_TTS_SPEED must be 0.5 to 2.0");
+        }
+        Ok(SpeechConfig {
+            tts,
+            openai_base_url: env
+                .raw("OPENAI_TTS_BASE_URL")
+                .or_else(|| env.raw("OPENAI_BASE_URL"))
+                .unwrap_or_else(|| "https://api.openai.com/v1".to_owned()),
+            openai_api_key,
+            openai_model: env.raw("PODFORGE_TTS_MODEL").unwrap_or_else(|| "tts-1".to_owned()),
+            openai_max_chars: env.parse("PODFORGE_TTS_MAX_CHARS", 4_096)?,
+            threads: env.parse::<usize>("PODFORGE_TTS_THREADS", 1)?.max(1),
+            concurrency: env
+                .parse::<usize>("PODFORGE_TTS_CONCURRENCY", if tts == TtsChoice::Local { 1 } else { 4 })?
+                .max(1),
+            speed,
+            attempts: env.parse::<u32>("PODFORGE_TTS_ATTEMPTS", 3)?.max(1),
+        })
+    }
+}
+
+impl MediaConfig {
+    fn from_env(env: &Env<'_>) -> anyhow::Result<Self> {
+        let data_dir = env.raw("PODFORGE_DATA_DIR").map(PathBuf::from).unwrap_or_else(default_data_dir);
+        Ok(MediaConfig {
+            dir: env
+                .raw("PODFORGE_MEDIA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("media")),
+            s3_bucket: env.raw("PODFORGE_MEDIA_S3_BUCKET"),
+            s3_endpoint: env.raw("PODFORGE_MEDIA_S3_ENDPOINT"),
+            s3_region: env.raw("PODFORGE_MEDIA_S3_REGION").or_else(|| env.raw("AWS_REGION")),
+            public_url: env
+                .raw("PODFORGE_PUBLIC_URL")
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            url_ttl: env.secs("PODFORGE_MEDIA_URL_TTL_SECS", 3_600)?,
         })
     }
 }

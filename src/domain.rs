@@ -161,6 +161,8 @@ text_enum!(
         Scripting = "scripting",
         /// Intro, outro, metadata and show notes.
         Assembling = "assembling",
+        /// Reading the script aloud, mixing and encoding the episode's audio.
+        Synthesizing = "synthesizing",
         /// Finished.
         Completed = "completed",
         /// Stopped by an error; see the podcast's error.
@@ -207,6 +209,8 @@ text_enum!(
         Script = "script",
         /// Intro, outro, metadata, show notes.
         Assembly = "assembly",
+        /// Speech per turn, mixed, loudness-normalized, encoded to MP3 with chapters.
+        Synthesis = "synthesis",
     }
 );
 
@@ -218,16 +222,18 @@ impl StageKind {
             Self::Outline => PodcastStatus::Outlining,
             Self::Script => PodcastStatus::Scripting,
             Self::Assembly => PodcastStatus::Assembling,
+            Self::Synthesis => PodcastStatus::Synthesizing,
         }
     }
 
     /// The share of overall progress this stage spans: (start, end), 0 to 1.
     pub fn progress_span(self) -> (f32, f32) {
         match self {
-            Self::Research => (0.0, 0.15),
-            Self::Outline => (0.15, 0.3),
-            Self::Script => (0.3, 0.9),
-            Self::Assembly => (0.9, 1.0),
+            Self::Research => (0.0, 0.1),
+            Self::Outline => (0.1, 0.2),
+            Self::Script => (0.2, 0.65),
+            Self::Assembly => (0.65, 0.7),
+            Self::Synthesis => (0.7, 1.0),
         }
     }
 }
@@ -317,6 +323,8 @@ text_enum!(
         AudioEncodingFailed = "AUDIO_ENCODING_FAILED",
         /// The encoded file failed its check against what was mixed.
         AudioCheckFailed = "AUDIO_CHECK_FAILED",
+        /// The media store could not write or read an object (disk full, S3 unreachable).
+        AudioStoreFailed = "AUDIO_STORE_FAILED",
         /// A defect in Podforge (a prompt template that does not render, an
         /// output that does not serialize); logged with details.
         Internal = "INTERNAL",
@@ -331,6 +339,21 @@ pub struct Host {
     /// Who the host is and how they talk (free text, optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persona: Option<String>,
+    /// The speech provider's voice id reading this host's turns; set when
+    /// the request is accepted (a distinct default per host when not asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+}
+
+impl Host {
+    /// A host called `name`, with no persona or voice yet.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            persona: None,
+            voice: None,
+        }
+    }
 }
 
 /// A source the user supplied with the request.

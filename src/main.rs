@@ -154,6 +154,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::new(config, true).await?;
     let (listener, addr) = server::bind(app.config.bind).await?;
+    app.serving_at(addr);
     let shutdown = CancellationToken::new();
     let background = app.start_background(shutdown.clone(), true);
     tracing::info!(%addr, workers = app.config.jobs.workers, "serving GraphQL at http://{addr}/graphql");

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::auth::Viewer;
 use crate::domain::{Host, PodcastFormat, PodcastId, SessionId, SourceRequest, StageKind};
-use crate::pipeline::episode::{Assembly, Outline, Research, Script, Turn};
+use crate::pipeline::episode::{Assembly, EpisodeAudio, Outline, Research, Script, Turn};
 use crate::progress::EventKind;
 use crate::progress::hub::event_stream;
 use crate::services::{accounts, generation, library};
@@ -45,7 +45,7 @@ pub struct GenerateArgs {
     /// Format: deep-dive, brief, interview, debate, monologue, narrative.
     #[arg(long, default_value = "deep-dive", value_parser = parse_format)]
     pub format: PodcastFormat,
-    /// Output directory for `episode.json` and `script.md`.
+    /// Output directory for `episode.json`, `script.md` and `episode.mp3`.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
     /// The local user owning the episode (created on first use).
@@ -157,7 +157,8 @@ impl Display {
     }
 }
 
-/// Runs one generation and writes `episode.json` and `script.md` under `args.out`.
+/// Runs one generation and writes `episode.json`, `script.md` and, when
+/// speech is on, `episode.mp3` under `args.out`.
 ///
 /// Errors: bad arguments (BAD_USER_INPUT messages), a failed generation
 /// (its code and message), or a cancelled one.
@@ -175,10 +176,7 @@ pub async fn run(app: Arc<App>, args: GenerateArgs) -> anyhow::Result<PathBuf> {
         hosts: args
             .hosts
             .iter()
-            .map(|h| Host {
-                name: h.clone(),
-                persona: None,
-            })
+            .map(|h| Host::named(h.clone()))
             .collect(),
         ..Default::default()
     };
@@ -276,8 +274,9 @@ fn turn_line(t: &Turn) -> String {
     format!("**{}:** {}{cites}\n\n", t.speaker, t.text)
 }
 
-/// Writes the finished episode: `episode.json` (everything, with sources and
-/// citations) and `script.md` (readable script plus show notes).
+/// Writes the finished episode: `episode.json` (everything, with sources,
+/// citations and the audio's measurements), `script.md` (readable script
+/// plus show notes) and `episode.mp3` (when there is audio).
 async fn write_outputs(app: &App, viewer: &Viewer, id: PodcastId, out: &Path) -> anyhow::Result<PathBuf> {
     let p = library::get(app, viewer, id)
         .await
@@ -294,6 +293,10 @@ async fn write_outputs(app: &App, viewer: &Viewer, id: PodcastId, out: &Path) ->
     let outline: Outline = serde_json::from_value(get(StageKind::Outline)?)?;
     let script: Script = serde_json::from_value(get(StageKind::Script)?)?;
     let assembly: Assembly = serde_json::from_value(get(StageKind::Assembly)?)?;
+    let audio: Option<EpisodeAudio> = match stages.get(&StageKind::Synthesis) {
+        Some(v) => Some(serde_json::from_value(v.clone())?),
+        None => None,
+    };
     let episode = json!({
         "id": p.id,
         "title": assembly.title,
@@ -311,6 +314,20 @@ async fn write_outputs(app: &App, viewer: &Viewer, id: PodcastId, out: &Path) ->
         "outline": outline,
         "script": {"intro": assembly.intro, "segments": script.segments, "outro": assembly.outro},
         "chapters": assembly.chapters,
+        "audio": audio.as_ref().map(|a| json!({
+            "file": "episode.mp3",
+            "mimeType": a.mime_type,
+            "bytes": a.bytes,
+            "sha256": a.sha256,
+            "durationSeconds": a.duration_seconds,
+            "loudnessLufs": a.loudness_lufs,
+            "truePeakDbtp": a.true_peak_dbtp,
+            "provider": a.provider,
+            "model": a.model,
+            "voices": a.voices,
+            "chapters": a.chapters,
+            "turns": a.turns,
+        })),
         "showNotes": assembly.show_notes,
         "usage": p.usage,
         "model": app.pipeline.model_name(),
@@ -320,6 +337,18 @@ async fn write_outputs(app: &App, viewer: &Viewer, id: PodcastId, out: &Path) ->
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let json_path = out.join("episode.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&episode)?)?;
+    if let Some(a) = &audio {
+        let mp3 = app.media.get(&a.key).await?;
+        let mp3_path = out.join("episode.mp3");
+        std::fs::write(&mp3_path, &mp3).with_context(|| format!("cannot write {}", mp3_path.display()))?;
+        eprintln!(
+            "audio: {} ({:.1} s, {:.1} LUFS, {} bytes)",
+            mp3_path.display(),
+            a.duration_seconds,
+            a.loudness_lufs,
+            mp3.len()
+        );
+    }
     let mut md = format!("# {}\n\n{}\n\n", assembly.title, assembly.description);
     md.push_str(&format!(
         "*{} words, about {} min {} s · written by {} · {}*\n\n## Script\n\n### Intro\n\n",

@@ -64,6 +64,18 @@ pub struct EpisodeFields<'a> {
     pub usage: Option<&'a serde_json::Value>,
 }
 
+/// Deletes the checkpoint of `stage`, so the next run does that stage again.
+pub async fn delete_checkpoint(conn: &mut AsyncPgConnection, podcast: PodcastId, stage: StageKind) -> QueryResult<()> {
+    diesel::delete(
+        podcast_stages::table
+            .filter(podcast_stages::podcast_id.eq(podcast))
+            .filter(podcast_stages::stage.eq(stage)),
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 /// Writes the episode's fields and clears any earlier error.
 pub async fn publish_episode(
     conn: &mut AsyncPgConnection,

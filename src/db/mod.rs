@@ -33,6 +33,7 @@
 
 pub mod connect;
 pub mod generation;
+pub mod media;
 pub mod migrate;
 pub mod podcasts;
 pub mod retry;

@@ -214,6 +214,15 @@ pub async fn requeue(conn: &mut AsyncPgConnection, id: PodcastId) -> QueryResult
         .await
 }
 
+/// Replaces the podcast's hosts (JSON array of `domain::Host`).
+pub async fn set_hosts(conn: &mut AsyncPgConnection, id: PodcastId, hosts: &serde_json::Value) -> QueryResult<()> {
+    diesel::update(podcasts::table.find(id))
+        .set((podcasts::hosts.eq(hosts), podcasts::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
 /// The finished stages' outputs of a podcast, `(stage, output)`, with the
 /// sources' full text left out (only excerpts are shown; the text can be
 /// megabytes).

@@ -134,6 +134,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Media objects (finished MP3s) a podcast owns.
+    media (podcast_id, kind) {
+        podcast_id -> Uuid,
+        kind -> Text,
+        key -> Text,
+        mime_type -> Text,
+        bytes -> Int8,
+        sha256 -> Text,
+        duration_seconds -> Float8,
+        loudness_lufs -> Float8,
+        true_peak_dbtp -> Float8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(media -> podcasts (podcast_id));
 diesel::joinable!(podcast_stages -> podcasts (podcast_id));
 diesel::joinable!(generation_events -> podcasts (podcast_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -147,5 +164,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     podcast_stages,
     generation_events,
-    signin_throttle
+    signin_throttle,
+    media
 );

@@ -2,7 +2,9 @@
 
 use async_graphql::{Context, ID, Object};
 
-use super::types::{AuthPayload, GeneratePodcastInput, LoginInput, Podcast, RegisterInput, UpdatePodcastInput};
+use super::types::{
+    AuthPayload, GeneratePodcastInput, HostVoiceInput, LoginInput, Podcast, RegisterInput, UpdatePodcastInput,
+};
 use super::{app, client, parse_id, viewer};
 use crate::domain::{Host, PodcastId, SourceRequest};
 use crate::error::ApiError;
@@ -97,6 +99,7 @@ impl MutationRoot {
                 .map(|h| Host {
                     name: h.name,
                     persona: h.persona,
+                    voice: h.voice,
                 })
                 .collect(),
             audience: input.audience,
@@ -131,6 +134,31 @@ impl MutationRoot {
         let viewer = viewer(ctx).await?;
         let id: PodcastId = parse_id(&id, "id")?;
         Ok(generation::retry(app(ctx), &viewer, id).await?.into())
+    }
+
+    /// Re-renders the audio of a COMPLETED podcast with other voices, reusing
+    /// its script (no language-model call) and every clip whose voice and
+    /// text are unchanged; follow it with `generationProgress` like a
+    /// generation. NOT_FOUND for another user's podcast; CONFLICT unless it
+    /// is COMPLETED or when speech is off; BAD_USER_INPUT on `hosts[i].name`
+    /// or `hosts[i].voice`.
+    async fn regenerate_audio(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The podcast's id.")] id: ID,
+        #[graphql(desc = "Hosts to re-voice (1 to 4) by name, each with a voice id from `voices`; hosts not named keep their voice.")]
+        hosts: Vec<HostVoiceInput>,
+    ) -> async_graphql::Result<Podcast> {
+        let viewer = viewer(ctx).await?;
+        let id: PodcastId = parse_id(&id, "id")?;
+        let voices = hosts
+            .into_iter()
+            .map(|h| generation::HostVoice {
+                name: h.name,
+                voice: h.voice,
+            })
+            .collect();
+        Ok(generation::regenerate_audio(app(ctx), &viewer, id, voices).await?.into())
     }
 
     /// Changes a podcast's title, description or tags. NOT_FOUND when it does

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, Object};
 
-use super::types::{Podcast, PodcastConnection, PodcastEdge, PodcastFilter, PodcastOrder, User};
+use super::types::{Podcast, PodcastConnection, PodcastEdge, PodcastFilter, PodcastOrder, User, Voice};
 use super::{app, parse_id, viewer};
 use crate::domain::PodcastId;
 use crate::services::{accounts, library};
@@ -17,6 +17,27 @@ impl QueryRoot {
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         let viewer = viewer(ctx).await?;
         Ok(User(accounts::me(app(ctx), &viewer).await?))
+    }
+
+    /// The voices this server's speech provider offers, those that speak
+    /// `language` first in the order hosts get them by default; empty when
+    /// speech is off. Needs no sign-in.
+    async fn voices(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A BCP-47 tag such as `en`, `en-GB` or `fr`: only voices that speak it, defaults first. All voices when omitted.")]
+        language: Option<String>,
+    ) -> Vec<Voice> {
+        let Some(speech) = app(ctx).speech.as_deref() else {
+            return Vec::new();
+        };
+        let all = speech.voices();
+        let Some(language) = language else {
+            return all.into_iter().map(Voice).collect();
+        };
+        crate::providers::speech::default_voices(&all, &language, all.len())
+            .map(|v| v.into_iter().map(Voice).collect())
+            .unwrap_or_default()
     }
 
     /// One of the viewer's podcasts; null when it does not exist or belongs to

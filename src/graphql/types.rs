@@ -78,6 +78,8 @@ pub enum PodcastStatus {
     Scripting,
     /// Adding intro, outro, metadata and show notes.
     Assembling,
+    /// Reading the script aloud, mixing and encoding the episode's audio.
+    Synthesizing,
     /// Finished.
     Completed,
     /// Stopped by an error; see `error`.
@@ -98,6 +100,8 @@ pub enum GenerationStage {
     Script,
     /// Intro, outro, metadata and show notes.
     Assembly,
+    /// Speech per turn, mixed, loudness-normalized and encoded to MP3 with chapters.
+    Synthesis,
 }
 
 /// The shape of an episode.
@@ -125,6 +129,9 @@ pub struct Host {
     pub name: String,
     /// Who the host is and how they speak.
     pub persona: Option<String>,
+    /// The voice reading this host's turns (an id from `voices`); null when
+    /// the episode has no audio.
+    pub voice: Option<String>,
 }
 
 /// Why a generation failed.
@@ -145,6 +152,8 @@ pub struct Podcast {
     pub row: PodcastRow,
     /// Stage outputs, read once per podcast when a field needs them.
     stages: tokio::sync::OnceCell<std::collections::HashMap<StageKind, serde_json::Value>>,
+    /// The episode file's row, read once when a field needs it.
+    audio: tokio::sync::OnceCell<Option<crate::db::media::Media>>,
 }
 
 impl From<PodcastRow> for Podcast {
@@ -152,6 +161,7 @@ impl From<PodcastRow> for Podcast {
         Self {
             row,
             stages: tokio::sync::OnceCell::new(),
+            audio: tokio::sync::OnceCell::new(),
         }
     }
 }
@@ -173,6 +183,15 @@ impl Podcast {
         // INTERNAL_SERVER_ERROR and logs it with the field's path
         // (`graphql::error`).
         Ok(stages.get(&stage).map(T::deserialize).transpose()?)
+    }
+
+    /// The stored episode file, if any.
+    async fn media(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&crate::db::media::Media>> {
+        Ok(self
+            .audio
+            .get_or_try_init(|| library::audio(app(ctx), self.row.id))
+            .await?
+            .as_ref())
     }
 }
 
@@ -220,6 +239,7 @@ impl Podcast {
             .map(|h| Host {
                 name: h.name,
                 persona: h.persona,
+                voice: h.voice,
             })
             .collect())
     }
@@ -282,18 +302,67 @@ impl Podcast {
     async fn script(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Script>> {
         let script: Option<episode::Script> = self.stage_output(ctx, StageKind::Script).await?;
         let assembly: Option<episode::Assembly> = self.stage_output(ctx, StageKind::Assembly).await?;
-        Ok(script.map(|s| Script {
-            intro: assembly.as_ref().map(|a| a.intro.clone()).unwrap_or_default(),
-            segments: s.segments,
-            outro: assembly.as_ref().map(|a| a.outro.clone()).unwrap_or_default(),
+        let audio: Option<episode::EpisodeAudio> = self.stage_output(ctx, StageKind::Synthesis).await?;
+        let mut timings = audio.map(|a| a.turns).unwrap_or_default().into_iter();
+        let mut timed = |turns: Vec<episode::Turn>| -> Vec<Turn> {
+            turns.into_iter().map(|t| Turn(t, timings.next().flatten())).collect()
+        };
+        Ok(script.map(|s| {
+            let intro = timed(assembly.as_ref().map(|a| a.intro.clone()).unwrap_or_default());
+            let segments = s
+                .segments
+                .into_iter()
+                .map(|seg| {
+                    let turns = timed(seg.turns.clone());
+                    ScriptSegment(seg, turns)
+                })
+                .collect();
+            let outro = timed(assembly.as_ref().map(|a| a.outro.clone()).unwrap_or_default());
+            Script { intro, segments, outro }
         }))
     }
-    /// Chapters with estimated start times (after assembly).
+    /// Chapters: at their measured places in the audio once there is audio
+    /// (`estimated: false`), else estimated from word counts (after assembly).
     async fn chapters(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Chapter>> {
+        let audio: Option<episode::EpisodeAudio> = self.stage_output(ctx, StageKind::Synthesis).await?;
+        if let Some(audio) = audio {
+            return Ok(audio
+                .chapters
+                .into_iter()
+                .map(|c| Chapter {
+                    title: c.title,
+                    start: c.start_seconds,
+                    end: Some(c.end_seconds),
+                    estimated: false,
+                })
+                .collect());
+        }
         let assembly: Option<episode::Assembly> = self.stage_output(ctx, StageKind::Assembly).await?;
         Ok(assembly
-            .map(|a| a.chapters.into_iter().map(Chapter).collect())
+            .map(|a| {
+                a.chapters
+                    .into_iter()
+                    .map(|c| Chapter {
+                        title: c.title,
+                        start: f64::from(c.start_seconds),
+                        end: None,
+                        estimated: true,
+                    })
+                    .collect()
+            })
             .unwrap_or_default())
+    }
+    /// The episode's audio (a mixed, loudness-normalized MP3 with chapters);
+    /// null until synthesis has finished, and always null when the server
+    /// has speech off. A re-voiced episode keeps its old audio until the new
+    /// one is ready.
+    async fn audio(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Audio>> {
+        Ok(self.media(ctx).await?.cloned().map(Audio))
+    }
+    /// Length of the audio in seconds, measured; null without audio (see
+    /// `estimatedDuration` for the script's estimate).
+    async fn duration_seconds(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<f64>> {
+        Ok(self.media(ctx).await?.map(|m| m.duration_seconds))
     }
     /// Provider usage per stage: `{"research": {"calls", "promptTokens", "completionTokens", "latencyMs"}, ...}`.
     async fn usage(&self) -> Option<async_graphql::Json<serde_json::Value>> {
@@ -474,6 +543,19 @@ pub struct HostInput {
     pub name: String,
     /// Who the host is and how they speak (up to 500 characters).
     pub persona: Option<String>,
+    /// The voice to read this host's turns: an id from `voices(language:)`
+    /// that speaks the episode's language. Default: a distinct voice per
+    /// host for the language.
+    pub voice: Option<String>,
+}
+
+/// A host's new voice (for `regenerateAudio`).
+#[derive(InputObject)]
+pub struct HostVoiceInput {
+    /// The host's name, as in the podcast's `hosts`.
+    pub name: String,
+    /// A voice id from `voices` that speaks the episode's language.
+    pub voice: String,
 }
 
 /// A user-supplied source: either `url`, or `text` with an optional `title`.
@@ -691,30 +773,30 @@ impl OutlineSegment {
 
 /// The spoken script.
 pub struct Script {
-    intro: Vec<episode::Turn>,
-    segments: Vec<episode::ScriptSegment>,
-    outro: Vec<episode::Turn>,
+    intro: Vec<Turn>,
+    segments: Vec<ScriptSegment>,
+    outro: Vec<Turn>,
 }
 
 /// The spoken script.
 #[Object]
 impl Script {
     /// Opening turns.
-    async fn intro(&self) -> Vec<Turn> {
-        self.intro.iter().cloned().map(Turn).collect()
+    async fn intro(&self) -> &[Turn] {
+        &self.intro
     }
     /// Segments in order.
-    async fn segments(&self) -> Vec<ScriptSegment> {
-        self.segments.iter().cloned().map(ScriptSegment).collect()
+    async fn segments(&self) -> &[ScriptSegment] {
+        &self.segments
     }
     /// Closing turns.
-    async fn outro(&self) -> Vec<Turn> {
-        self.outro.iter().cloned().map(Turn).collect()
+    async fn outro(&self) -> &[Turn] {
+        &self.outro
     }
 }
 
-/// A written segment.
-pub struct ScriptSegment(pub episode::ScriptSegment);
+/// A written segment and its turns.
+pub struct ScriptSegment(pub episode::ScriptSegment, pub Vec<Turn>);
 
 /// A written segment.
 #[Object]
@@ -728,13 +810,13 @@ impl ScriptSegment {
         &self.0.title
     }
     /// The turns.
-    async fn turns(&self) -> Vec<Turn> {
-        self.0.turns.iter().cloned().map(Turn).collect()
+    async fn turns(&self) -> &[Turn] {
+        &self.1
     }
 }
 
-/// One spoken turn.
-pub struct Turn(pub episode::Turn);
+/// One spoken turn and, once there is audio, where it is heard.
+pub struct Turn(pub episode::Turn, pub Option<episode::TurnTiming>);
 
 /// One spoken turn.
 #[Object]
@@ -751,20 +833,157 @@ impl Turn {
     async fn citations(&self) -> Vec<i32> {
         self.0.citations.iter().map(|n| *n as i32).collect()
     }
+    /// When the turn starts in the audio, seconds from the beginning; null
+    /// without audio (or for a turn with nothing to read aloud).
+    async fn start_seconds(&self) -> Option<f64> {
+        self.1.map(|t| t.start_seconds)
+    }
+    /// When the turn ends in the audio, seconds; null without audio.
+    async fn end_seconds(&self) -> Option<f64> {
+        self.1.map(|t| t.end_seconds)
+    }
 }
 
 /// A chapter marker.
-pub struct Chapter(pub episode::Chapter);
+pub struct Chapter {
+    title: String,
+    start: f64,
+    end: Option<f64>,
+    estimated: bool,
+}
 
 /// A chapter marker.
 #[Object]
 impl Chapter {
     /// Title.
     async fn title(&self) -> &str {
-        &self.0.title
+        &self.title
     }
-    /// Estimated start, seconds from the beginning.
+    /// Start, whole seconds from the beginning (rounded down).
     async fn start_seconds(&self) -> i32 {
-        self.0.start_seconds
+        self.start.floor() as i32
     }
+    /// Start, seconds from the beginning, to the millisecond.
+    async fn start(&self) -> f64 {
+        self.start
+    }
+    /// End, seconds (the next chapter's start, or the end of the audio);
+    /// null for estimated chapters.
+    async fn end(&self) -> Option<f64> {
+        self.end
+    }
+    /// True while the times are estimated from word counts (no audio yet);
+    /// false once they are measured on the audio (and match the MP3's
+    /// ID3 chapter frames).
+    async fn estimated(&self) -> bool {
+        self.estimated
+    }
+}
+
+/// An episode's audio file.
+pub struct Audio(pub crate::db::media::Media);
+
+/// An episode's audio file: a mono MP3 (44.1 kHz), loudness-normalized to
+/// -16 LUFS with true peak at most -1 dBTP, ID3v2.4 tags with chapters.
+#[Object]
+impl Audio {
+    /// A signed URL that plays the file without headers (an `<audio>`
+    /// element, a podcast app), with byte ranges. Anyone holding it can
+    /// fetch the file until it expires; after that, and for any altered
+    /// URL, the server answers 403.
+    async fn url(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Lifetime of the URL in seconds, 60 to 604800 (7 days); default 3600 (PODFORGE_MEDIA_URL_TTL_SECS).")]
+        expires_in_seconds: Option<i32>,
+    ) -> async_graphql::Result<String> {
+        let app = app(ctx);
+        let ttl = match expires_in_seconds {
+            None => app.config.media.url_ttl,
+            Some(s) if (MEDIA_URL_TTL_MIN..=MEDIA_URL_TTL_MAX).contains(&s) => std::time::Duration::from_secs(s as u64),
+            Some(_) => {
+                return Err(crate::error::ApiError::bad_input(
+                    "expiresInSeconds",
+                    format!("expiresInSeconds must be {MEDIA_URL_TTL_MIN} to {MEDIA_URL_TTL_MAX}"),
+                )
+                .into());
+            }
+        };
+        Ok(app.media_url(&self.0.key, ttl))
+    }
+    /// Content type: `audio/mpeg`.
+    async fn mime_type(&self) -> &str {
+        &self.0.mime_type
+    }
+    /// Size of the file, bytes (the enclosure length; an Int, since an
+    /// episode MP3 is far below 2 GiB: 64 kbit/s is 29 MB an hour).
+    async fn bytes(&self) -> i32 {
+        i32::try_from(self.0.bytes).unwrap_or(i32::MAX)
+    }
+    /// Length, seconds.
+    async fn duration_seconds(&self) -> f64 {
+        self.0.duration_seconds
+    }
+    /// Integrated loudness measured on the decoded file, LUFS (ITU-R BS.1770-4 / EBU R128).
+    async fn loudness_lufs(&self) -> f64 {
+        self.0.loudness_lufs
+    }
+    /// True peak measured on the decoded file, dBTP.
+    async fn true_peak_dbtp(&self) -> f64 {
+        self.0.true_peak_dbtp
+    }
+    /// Lower-case hex SHA-256 of the file (also its HTTP ETag).
+    async fn sha256(&self) -> &str {
+        &self.0.sha256
+    }
+}
+
+/// Shortest lifetime of a signed media URL, seconds.
+pub const MEDIA_URL_TTL_MIN: i32 = 60;
+/// Longest lifetime of a signed media URL, seconds (7 days).
+pub const MEDIA_URL_TTL_MAX: i32 = 604_800;
+
+/// A voice the server's speech provider offers.
+pub struct Voice(pub crate::providers::speech::VoiceInfo);
+
+/// A voice the server's speech provider offers.
+#[Object]
+impl Voice {
+    /// The id to pass as `HostInput.voice`, e.g. `af_heart`.
+    async fn id(&self) -> &str {
+        &self.0.id
+    }
+    /// Display name, e.g. `Heart`.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// BCP-47 tags of the languages it speaks well, most specific first.
+    async fn languages(&self) -> &[String] {
+        &self.0.languages
+    }
+    /// `FEMALE` or `MALE` where the provider says; null otherwise.
+    async fn gender(&self) -> Option<VoiceGender> {
+        self.0.gender.map(|g| match g {
+            crate::providers::speech::Gender::Female => VoiceGender::Female,
+            crate::providers::speech::Gender::Male => VoiceGender::Male,
+        })
+    }
+    /// The speech provider, e.g. `kokoro` or `openai`.
+    async fn provider(&self) -> &str {
+        &self.0.provider
+    }
+    /// A URL of a few seconds of this voice (WAV, made on first request and
+    /// kept), playable without headers.
+    async fn preview_url(&self, ctx: &Context<'_>) -> String {
+        format!("{}/voices/{}/preview.wav", app(ctx).public_origin(), self.0.id)
+    }
+}
+
+/// A voice's gender.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum VoiceGender {
+    /// A female voice.
+    Female,
+    /// A male voice.
+    Male,
 }

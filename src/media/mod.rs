@@ -5,12 +5,14 @@
 //! [`master`], which runs them in order for one episode.
 //!
 //! # What this module owns and must not know
-//! It owns PCM in memory and the bytes of the finished file. It knows
-//! nothing of speech providers (it takes [`Clip`]s, which it owns), scripts, storage, the
-//! database or GraphQL; callers decide where the file goes.
+//! It owns PCM in memory, the bytes of the finished file, where media
+//! objects are stored ([`store`]) and how their URLs are signed
+//! ([`signing`]). It knows nothing of speech providers (it owns the
+//! [`Clip`]s they return), scripts, the database or GraphQL.
 //!
-//! Everything here is CPU-bound and synchronous: async callers run it on
-//! `tokio::task::spawn_blocking`.
+//! Mixing, loudness, encoding and tagging are CPU-bound and synchronous:
+//! async callers run them on `tokio::task::spawn_blocking`. The store is
+//! async I/O.
 //!
 //! # Loudness and channels
 //! Podcast platforms ask for -16 LUFS integrated (a stereo figure; -19 is
@@ -28,6 +30,8 @@ pub mod mix;
 pub mod mp3;
 pub mod probe;
 pub mod resample;
+pub mod signing;
+pub mod store;
 pub mod tags;
 
 pub use self::loudness::{Loudness, LoudnessTarget, Normalized};

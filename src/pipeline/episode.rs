@@ -136,3 +136,60 @@ pub struct Assembly {
     /// Estimated spoken length, seconds.
     pub estimated_duration_seconds: i32,
 }
+
+/// When a turn is heard in the episode's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnTiming {
+    /// Start, seconds from the beginning of the MP3.
+    pub start_seconds: f64,
+    /// End, seconds.
+    pub end_seconds: f64,
+}
+
+/// A chapter at its measured place in the audio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioChapter {
+    /// Title (as in the MP3's CHAP frame).
+    pub title: String,
+    /// Start, seconds.
+    pub start_seconds: f64,
+    /// End, seconds (the next chapter's start, or the end of the audio).
+    pub end_seconds: f64,
+}
+
+/// The synthesis stage's output: the stored MP3 and what was measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EpisodeAudio {
+    /// The MP3's key in the media store.
+    pub key: String,
+    /// `audio/mpeg`.
+    pub mime_type: String,
+    /// Size of the file, bytes.
+    pub bytes: u64,
+    /// Lower-case hex SHA-256 of the file.
+    pub sha256: String,
+    /// Length of the audio, seconds (measured on the rendered PCM).
+    pub duration_seconds: f64,
+    /// Integrated loudness of the decoded file, LUFS (BS.1770-4).
+    pub loudness_lufs: f64,
+    /// True peak of the decoded file, dBTP.
+    pub true_peak_dbtp: f64,
+    /// The speech provider's name.
+    pub provider: String,
+    /// Its model.
+    pub model: String,
+    /// Voice per host name.
+    pub voices: std::collections::BTreeMap<String, String>,
+    /// Each turn's place in the audio, in reading order (intro, segments,
+    /// outro); `None` for a turn with nothing to read aloud.
+    pub turns: Vec<Option<TurnTiming>>,
+    /// Chapters at the measured segment starts (empty segments have none).
+    pub chapters: Vec<AudioChapter>,
+    /// Clips synthesized by this run.
+    pub clips_synthesized: u32,
+    /// Clips found in the store from an earlier run.
+    pub clips_reused: u32,
+}

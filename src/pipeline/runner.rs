@@ -18,6 +18,7 @@ use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 
+use super::episode::EpisodeAudio;
 use super::{EpisodeMetadata, EventSink, Pipeline, Stage, StageContext, StageError, StageKind, Usage};
 use crate::db::retry::transaction;
 use crate::db::{DbPool, generation, podcasts as podcast_rows};
@@ -92,11 +93,13 @@ enum Extra<'a> {
         usage: &'a serde_json::Value,
         started_at: DateTime<Utc>,
     },
-    /// The finished episode's fields.
+    /// The finished episode's fields, and its audio when it has some (its
+    /// object is already in the media store).
     Episode {
         metadata: &'a EpisodeMetadata,
         previous: &'a podcast_rows::Podcast,
         usage: &'a serde_json::Value,
+        audio: Option<&'a EpisodeAudio>,
     },
 }
 
@@ -113,7 +116,23 @@ impl Extra<'_> {
                 metadata,
                 previous,
                 usage,
+                audio,
             } => {
+                if let Some(a) = audio {
+                    let row = crate::db::media::Media {
+                        podcast_id: id,
+                        kind: crate::db::media::EPISODE.to_owned(),
+                        key: a.key.clone(),
+                        mime_type: a.mime_type.clone(),
+                        bytes: i64::try_from(a.bytes).unwrap_or(i64::MAX),
+                        sha256: a.sha256.clone(),
+                        duration_seconds: a.duration_seconds,
+                        loudness_lufs: a.loudness_lufs,
+                        true_peak_dbtp: a.true_peak_dbtp,
+                        created_at: Utc::now(),
+                    };
+                    crate::db::media::upsert(conn, &row).await?;
+                }
                 let fields = generation::EpisodeFields {
                     title: metadata.title.as_deref().or(previous.title.as_deref()),
                     description: metadata.description.as_deref().or(previous.description.as_deref()),
@@ -417,10 +436,15 @@ impl GeneratePodcast {
             .status(PodcastStatus::Completed)
             .progress(1.0)
             .dedupe(format!("completed:{}", at.run));
+        let audio: Option<EpisodeAudio> = match outputs.get(&StageKind::Synthesis) {
+            Some((v, _)) => Some(serde_json::from_value(v.clone())?),
+            None => None,
+        };
         let extra = Extra::Episode {
             metadata: &metadata,
             previous: &at.podcast,
             usage: &usage,
+            audio: audio.as_ref(),
         };
         if let Written::LeaseLost = self.write_leased(at.job, at.ctx, at.podcast.id, event, extra).await? {
             return Ok(JobOutcome::Stopped);

@@ -16,6 +16,7 @@ use crate::jobs::NewJob;
 use crate::jobs::queue::{self, CancelRequest};
 use crate::pipeline::JOB_KIND;
 use crate::pipeline::runner::{GeneratePodcastPayload, job_key};
+use crate::providers::speech::{SpeechProvider, default_voices, voice_speaks};
 use crate::progress::{self, EventKind, LibraryChange, LibraryNotice, NewEvent};
 
 /// Topic length, characters.
@@ -93,10 +94,22 @@ pub fn canonical_language(tag: &str) -> ApiResult<String> {
     Ok(canonical.into_string())
 }
 
-/// Checks every field and builds the row to insert.
+/// Checks every field and builds the row to insert, with no speech provider
+/// (hosts keep the voices asked for, unchecked).
 ///
 /// Errors: BAD_USER_INPUT naming the first field at fault.
 pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast> {
+    validate_with(viewer, req, None)
+}
+
+/// [`validate`], and with `speech`, every host gets a voice of that
+/// provider which speaks the episode's language: the one asked for, checked,
+/// or a distinct default.
+///
+/// Errors: BAD_USER_INPUT naming the first field at fault: `input.language`
+/// when no voice speaks it, `input.hosts[i].voice` for an unknown voice or
+/// one that does not speak the language.
+pub fn validate_with(viewer: &Viewer, req: GenerationRequest, speech: Option<&dyn SpeechProvider>) -> ApiResult<NewPodcast> {
     let topic = validate_topic(&req.topic)?;
     if req.sources.len() > MAX_SOURCES {
         return Err(bad("input.sources", format!("at most {MAX_SOURCES} sources")));
@@ -120,7 +133,10 @@ pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast
         ));
     }
     let language = canonical_language(req.language.as_deref().unwrap_or("en"))?;
-    let clean_hosts = validate_hosts(format, req.hosts)?;
+    let mut clean_hosts = validate_hosts(format, req.hosts)?;
+    if let Some(speech) = speech {
+        assign_voices(speech, &language, &mut clean_hosts, "input")?;
+    }
     let idempotency_key = optional_text("input.idempotencyKey", req.idempotency_key, 100)?;
     Ok(NewPodcast {
         id: PodcastId::new(),
@@ -201,21 +217,9 @@ fn validate_source(i: usize, source: SourceRequest) -> ApiResult<SourceRequest> 
 fn validate_hosts(format: PodcastFormat, hosts: Vec<Host>) -> ApiResult<Vec<Host>> {
     let hosts = if hosts.is_empty() {
         if format == PodcastFormat::Monologue {
-            vec![Host {
-                name: "Alex".into(),
-                persona: None,
-            }]
+            vec![Host::named("Alex")]
         } else {
-            vec![
-                Host {
-                    name: "Alex".into(),
-                    persona: None,
-                },
-                Host {
-                    name: "Sam".into(),
-                    persona: None,
-                },
-            ]
+            vec![Host::named("Alex"), Host::named("Sam")]
         }
     } else {
         hosts
@@ -244,7 +248,8 @@ fn validate_hosts(format: PodcastFormat, hosts: Vec<Host>) -> ApiResult<Vec<Host
             return Err(bad(&field, "host names must be distinct"));
         }
         let persona = optional_text(&format!("input.hosts[{i}].persona"), host.persona, 500)?;
-        clean_hosts.push(Host { name, persona });
+        let voice = optional_text(&format!("input.hosts[{i}].voice"), host.voice, 100)?;
+        clean_hosts.push(Host { name, persona, voice });
     }
     match format {
         PodcastFormat::Monologue if clean_hosts.len() != 1 => {
@@ -258,6 +263,47 @@ fn validate_hosts(format: PodcastFormat, hosts: Vec<Host>) -> ApiResult<Vec<Host
     Ok(clean_hosts)
 }
 
+/// Gives every host a voice of `speech` that speaks `language`: a voice
+/// asked for must exist and speak it; hosts without one get the language's
+/// defaults ([`default_voices`]), skipping voices other hosts already have
+/// while distinct ones remain. `field` prefixes error paths (`input`).
+///
+/// Errors: BAD_USER_INPUT on `{field}.language` when no voice speaks the
+/// language, on `{field}.hosts[i].voice` for an unknown or unsuitable voice.
+pub fn assign_voices(speech: &dyn SpeechProvider, language: &str, hosts: &mut [Host], field: &str) -> ApiResult<()> {
+    let voices = speech.voices();
+    let Ok(defaults) = default_voices(&voices, language, voices.len().max(1)) else {
+        return Err(bad(
+            &format!("{field}.language"),
+            format!(
+                "no voice of the speech provider ({}) speaks {language:?}; see the voices query",
+                speech.name()
+            ),
+        ));
+    };
+    for (i, host) in hosts.iter().enumerate() {
+        let Some(id) = &host.voice else { continue };
+        let path = format!("{field}.hosts[{i}].voice");
+        match voices.iter().find(|v| v.id == *id) {
+            None => return Err(bad(&path, format!("unknown voice {id:?}; see the voices query"))),
+            Some(v) if !voice_speaks(v, language) => {
+                return Err(bad(&path, format!("voice {id:?} does not speak {language:?}")));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut taken: Vec<String> = hosts.iter().filter_map(|h| h.voice.clone()).collect();
+    for host in hosts.iter_mut().filter(|h| h.voice.is_none()) {
+        let pick = defaults
+            .iter()
+            .find(|v| !taken.contains(&v.id))
+            .unwrap_or(&defaults[taken.len() % defaults.len()]);
+        taken.push(pick.id.clone());
+        host.voice = Some(pick.id.clone());
+    }
+    Ok(())
+}
+
 /// Stores a validated generation request (status QUEUED) and its job, in one
 /// transaction; then wakes the workers.
 ///
@@ -267,7 +313,7 @@ fn validate_hosts(format: PodcastFormat, hosts: Vec<Host>) -> ApiResult<Vec<Host
 /// Errors: BAD_USER_INPUT from [`validate`]; RATE_LIMITED when the viewer
 /// already has `max_active_generations` generations running.
 pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiResult<Podcast> {
-    let new = validate(viewer, req)?;
+    let new = validate_with(viewer, req, app.speech.as_deref())?;
     let mut conn = app.pool.get().await?;
     let cap = app.config.limits.max_active_generations;
     // The owner's row lock serialises this user's requests, so a repeated
@@ -425,6 +471,90 @@ pub async fn retry(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podca
     Ok(podcast)
 }
 
+/// A host's new voice for [`regenerate_audio`].
+#[derive(Debug, Clone)]
+pub struct HostVoice {
+    /// The host's name (as in the podcast's hosts).
+    pub name: String,
+    /// A voice id of the speech provider.
+    pub voice: String,
+}
+
+/// Re-renders the audio of a COMPLETED podcast with other voices: the hosts
+/// named in `voices` get theirs (the others keep their own), the synthesis
+/// checkpoint is dropped, and the podcast is queued for a new run that
+/// starts at synthesis (research, outline, script and assembly are kept, so
+/// no language-model call is made) and reuses every stored clip whose voice
+/// and text are unchanged. Progress streams as for a generation; the old
+/// audio stays until the new one is published.
+///
+/// Errors: NOT_FOUND for another user's or a missing podcast; CONFLICT
+/// unless it is COMPLETED, or when speech is off; BAD_USER_INPUT on
+/// `hosts[i].name` (not a host, or named twice) and `hosts[i].voice`
+/// (unknown, or not speaking the episode's language); RATE_LIMITED at the
+/// active-generation cap.
+pub async fn regenerate_audio(app: &App, viewer: &Viewer, id: PodcastId, voices: Vec<HostVoice>) -> ApiResult<Podcast> {
+    let Some(speech) = app.speech.as_deref() else {
+        return Err(ApiError::Conflict(
+            "speech is off on this server (PODFORGE_TTS=none): there is no audio to regenerate".into(),
+        ));
+    };
+    if voices.is_empty() || voices.len() > *HOSTS.end() {
+        return Err(bad("hosts", format!("name 1 to {} hosts and their voices", HOSTS.end())));
+    }
+    let mut conn = app.pool.get().await?;
+    let cap = app.config.limits.max_active_generations;
+    let podcast = db::retry::transaction!(conn, ApiError, async |conn| {
+        podcasts::lock_owner(conn, viewer.user_id).await?;
+        let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
+            .await?
+            .ok_or(ApiError::NotFound("podcast"))?;
+        if podcast.status != PodcastStatus::Completed {
+            return Err(ApiError::Conflict(format!(
+                "only completed podcasts can be re-voiced; this one is {}",
+                podcast.status.as_str()
+            )));
+        }
+        let mut hosts: Vec<Host> = serde_json::from_value(podcast.hosts.clone()).map_err(anyhow::Error::from)?;
+        let offered = speech.voices();
+        for (i, v) in voices.iter().enumerate() {
+            let name = v.name.trim();
+            if voices[..i].iter().any(|o| o.name.trim().eq_ignore_ascii_case(name)) {
+                return Err(bad(&format!("hosts[{i}].name"), "each host may be named once"));
+            }
+            let Some(host) = hosts.iter_mut().find(|h| h.name.eq_ignore_ascii_case(name)) else {
+                return Err(bad(&format!("hosts[{i}].name"), format!("{name:?} is not a host of this podcast")));
+            };
+            let id = v.voice.trim();
+            match offered.iter().find(|o| o.id == id) {
+                None => return Err(bad(&format!("hosts[{i}].voice"), format!("unknown voice {id:?}; see the voices query"))),
+                Some(o) if !voice_speaks(o, &podcast.language) => {
+                    return Err(bad(
+                        &format!("hosts[{i}].voice"),
+                        format!("voice {id:?} does not speak {:?}", podcast.language),
+                    ));
+                }
+                Some(_) => host.voice = Some(id.to_owned()),
+            }
+        }
+        // Hosts from before speech was on have no voice yet: give them defaults.
+        assign_voices(speech, &podcast.language, &mut hosts, "input")?;
+        check_cap(conn, viewer, cap).await?;
+        podcasts::set_hosts(conn, id, &serde_json::to_value(&hosts).map_err(anyhow::Error::from)?).await?;
+        db::generation::delete_checkpoint(conn, id, crate::domain::StageKind::Synthesis).await?;
+        let podcast = podcasts::requeue(conn, id).await?;
+        enqueue_generation(conn, id, app.config.jobs.max_attempts).await?;
+        Ok(podcast)
+    })?;
+    app.jobs_enqueued(&mut conn).await;
+    app.hub.publish_library(LibraryNotice {
+        user: viewer.user_id,
+        podcast: id,
+        change: LibraryChange::Updated,
+    });
+    Ok(podcast)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,10 +637,7 @@ mod tests {
             )),
             "input.language"
         );
-        let host = |n: &str| Host {
-            name: n.into(),
-            persona: None,
-        };
+        let host = |n: &str| Host::named(n);
         assert_eq!(
             field_of(validate(
                 &viewer(),

@@ -166,6 +166,13 @@ pub async fn stage_outputs(
     Ok(podcasts::stage_outputs(&mut conn, id).await?.into_iter().collect())
 }
 
+/// The finished episode file of a podcast the caller has already read
+/// (ownership was checked then); `None` until it has audio.
+pub async fn audio(app: &App, id: PodcastId) -> ApiResult<Option<crate::db::media::Media>> {
+    let mut conn = app.pool.get().await?;
+    Ok(crate::db::media::find(&mut conn, id, crate::db::media::EPISODE).await?)
+}
+
 /// The viewer's podcast `id`, or `None` when missing or someone else's.
 pub async fn get(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Option<Podcast>> {
     let mut conn = app.pool.get().await?;
@@ -258,6 +265,14 @@ pub async fn delete(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podc
     if let CancelRequest::Requested(job) = cancelled {
         app.workers.cancel_local(job);
         let _ = queue::notify(&mut conn, queue::CANCEL_CHANNEL, &job.to_string()).await;
+    }
+    // The rows went with the podcast; the objects go now. A failure leaves
+    // unreachable objects behind (nothing refers to them), never a podcast
+    // with missing audio.
+    match app.media.delete_podcast(id).await {
+        Ok(n) if n > 0 => tracing::info!(podcast.id = %id, objects = n, "media deleted"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(podcast.id = %id, error = %e, "deleting the podcast's media failed"),
     }
     app.hub.publish_library(LibraryNotice {
         user: viewer.user_id,

@@ -166,8 +166,13 @@ pub fn test_config(database_url: &str) -> Config {
     vars.insert("PODFORGE_MAX_ACTIVE_GENERATIONS", "100".to_owned());
     // Tests sign many users in from one address; those about the throttle set their own.
     vars.insert("PODFORGE_SIGNIN_ADDRESS_LIMIT", "100000".to_owned());
-    // No model unless a test sets one up.
+    // No model and no speech unless a test sets them up.
     vars.insert("PODFORGE_LLM", "none".to_owned());
+    vars.insert("PODFORGE_TTS", "none".to_owned());
+    // Media objects in a directory of this test's own (the URL names its database).
+    let digest = Sha256::digest(database_url.as_bytes());
+    let dir = std::env::temp_dir().join(format!("podforge-test-media-{:x}", u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())));
+    vars.insert("PODFORGE_MEDIA_DIR", dir.display().to_string());
     #[expect(clippy::expect_used, reason = "test support: the fixed configuration is valid")]
     Config::from_lookup(&move |k| vars.get(k).cloned()).expect("test configuration")
 }
@@ -255,12 +260,14 @@ impl TestApp {
             crate::app::AppOptions {
                 migrate: false,
                 pipeline,
+                ..Default::default()
             },
         )
         .await
         .expect("app");
         #[expect(clippy::expect_used, reason = "test support")]
         let (listener, addr) = crate::server::bind(app.config.bind).await.expect("bind");
+        app.serving_at(addr);
         let (tx, rx) = oneshot::channel::<()>();
         let router = crate::server::router(app.clone());
         let server = tokio::spawn(async move {
@@ -425,13 +432,15 @@ pub struct ScriptedStage {
     control: Arc<StageControl>,
 }
 
-/// A pipeline of four scripted stages sharing `control`.
+/// A pipeline of four scripted stages sharing `control` (the text stages;
+/// no synthesis).
 pub fn scripted_pipeline(control: Arc<StageControl>) -> crate::pipeline::Pipeline {
     crate::pipeline::Pipeline {
         llm: None,
         unavailable: None,
         stages: crate::pipeline::StageKind::ALL
             .iter()
+            .filter(|k| **k != crate::pipeline::StageKind::Synthesis)
             .map(|k| {
                 Arc::new(ScriptedStage {
                     kind: *k,

@@ -384,6 +384,7 @@ async fn the_throttle_holds_across_instances_and_refills() {
         podforge::app::AppOptions {
             migrate: false,
             pipeline: None,
+            ..Default::default()
         },
     )
     .await

@@ -100,6 +100,7 @@ async fn worker_process(
         podforge::app::AppOptions {
             migrate: false,
             pipeline: Some(scripted_pipeline(control.clone())),
+            ..Default::default()
         },
     )
     .await

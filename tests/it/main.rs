@@ -5,6 +5,7 @@
 //! real router over real HTTP (see `podforge::testing`).
 
 mod accounts;
+mod audio;
 mod clients;
 mod deploy;
 mod errors;

@@ -28,6 +28,8 @@ impl Server {
             .env("PODFORGE_ARGON2_MEMORY_KIB", "1024")
             .env("PODFORGE_ARGON2_ITERATIONS", "1")
             .env("RUST_LOG", "warn")
+            // No speech unless a test asks (extra_env comes after and wins).
+            .env("PODFORGE_TTS", "none")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra_env {

@@ -1,10 +1,11 @@
-//! The four real stages and what they share: the providers, the request's
+//! The five real stages and what they share: the providers, the request's
 //! settings, and choosing source passages within a token budget.
 
 pub mod assembly;
 pub mod outline;
 pub mod research;
 pub mod script;
+pub mod synthesis;
 
 use std::sync::Arc;
 
@@ -28,22 +29,31 @@ pub struct Providers {
     pub fetch: FetchLimits,
     /// Segments written at once.
     pub script_concurrency: usize,
+    /// Speech and media storage; without them episodes end at the script
+    /// (no synthesis stage).
+    pub audio: Option<synthesis::Audio>,
 }
 
 impl Pipeline {
-    /// The real pipeline over `providers`.
+    /// The real pipeline over `providers`: research, outline, script,
+    /// assembly, and synthesis when `providers.audio` is set.
     pub fn standard(providers: Providers) -> Self {
         let llm = providers.llm.clone();
+        let audio = providers.audio.clone();
         let p = Arc::new(providers);
+        let mut stages = vec![
+            Arc::new(research::ResearchStage(p.clone())) as Arc<dyn Stage>,
+            Arc::new(outline::OutlineStage(p.clone())),
+            Arc::new(script::ScriptStage(p.clone())),
+            Arc::new(assembly::AssemblyStage(p)),
+        ];
+        if let Some(audio) = audio {
+            stages.push(Arc::new(synthesis::SynthesisStage(Arc::new(audio))));
+        }
         Self {
             llm,
             unavailable: None,
-            stages: vec![
-                Arc::new(research::ResearchStage(p.clone())) as Arc<dyn Stage>,
-                Arc::new(outline::OutlineStage(p.clone())),
-                Arc::new(script::ScriptStage(p.clone())),
-                Arc::new(assembly::AssemblyStage(p)),
-            ],
+            stages,
         }
     }
 }

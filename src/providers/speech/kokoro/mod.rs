@@ -369,6 +369,81 @@ impl SpeechProvider for KokoroProvider {
     }
 }
 
+/// Kokoro loaded on first use: the service starts at once (loading takes
+/// about half a second and 300 MB), lists voices without the model, and a
+/// process that never speaks never loads it. A failed load is reported to
+/// the caller and tried again on the next call (e.g. after `podforge model
+/// fetch`).
+pub struct LazyKokoro {
+    config: KokoroConfig,
+    loaded: tokio::sync::OnceCell<KokoroProvider>,
+}
+
+impl LazyKokoro {
+    /// A provider that loads `config` when it first synthesizes.
+    pub fn new(config: KokoroConfig) -> Self {
+        Self {
+            config,
+            loaded: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The loaded engine, loading it now (on the blocking pool) if needed.
+    ///
+    /// Errors: as [`KokoroProvider::load`].
+    pub async fn engine(&self) -> Result<&KokoroProvider, SpeechError> {
+        self.loaded
+            .get_or_try_init(|| async {
+                let config = self.config.clone();
+                tokio::task::spawn_blocking(move || KokoroProvider::load(config))
+                    .await
+                    .map_err(|e| engine(format!("the loading task failed: {e}")))?
+            })
+            .await
+    }
+
+    /// The missing file, if one of the engine's files is missing (checked
+    /// without loading anything).
+    pub fn missing(&self) -> Option<SpeechError> {
+        [&self.config.model, &self.config.vocab, &self.config.runtime]
+            .into_iter()
+            .find(|p| !p.is_file())
+            .map(|p| {
+                SpeechError::ModelMissing(format!(
+                    "the speech engine's file {} is missing: run `podforge model fetch`",
+                    p.display()
+                ))
+            })
+    }
+}
+
+#[async_trait::async_trait]
+impl SpeechProvider for LazyKokoro {
+    fn name(&self) -> &str {
+        "kokoro"
+    }
+
+    fn model(&self) -> &str {
+        "kokoro-v1.0-int8"
+    }
+
+    fn voices(&self) -> Vec<VoiceInfo> {
+        catalog().iter().map(KokoroVoice::info).collect()
+    }
+
+    fn max_input(&self) -> InputLimit {
+        InputLimit::PhonemeTokens(MAX_TOKENS)
+    }
+
+    async fn synthesize_observed(
+        &self,
+        request: SpeechRequest,
+        observer: &dyn CallObserver,
+    ) -> Result<Clip, SpeechError> {
+        self.engine().await?.synthesize_observed(request, observer).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,9 @@
 //! and serving with graceful shutdown.
 //!
 //! `POST /graphql` (single or batched operations), GraphiQL at
-//! `GET /graphql`, websockets at `/graphql/ws`, `/healthz`, `/readyz`.
+//! `GET /graphql`, websockets at `/graphql/ws`, `/healthz`, `/readyz`, and
+//! media ([`media`]): signed episode files at `/media/<key>` and voice
+//! previews at `/voices/<id>/preview.wav`.
 //! [`bind`] and [`serve`] are split so tests bind port 0 and learn the
 //! address before serving. Request parsing uses async-graphql-axum's
 //! [`GraphQLBatchRequest`] extractor with our own rejection, so malformed
@@ -34,6 +36,8 @@ use crate::auth::client::{ClientAddr, client_addr};
 use crate::db::migrate;
 use crate::graphql::guard::OverHttp;
 use crate::graphql::{self, PodforgeSchema, error::request_error};
+
+pub mod media;
 
 #[derive(Clone)]
 struct HttpState {
@@ -68,6 +72,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/graphql/ws", ws_route)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/media/{*key}", get(media::media).head(media::media))
+        .route("/voices/{id}/preview.wav", get(media::voice_preview).head(media::voice_preview))
         .with_state(state)
         .layer(cors(&app.config.cors_origins))
         .layer(PropagateRequestIdLayer::x_request_id())

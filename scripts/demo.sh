@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job, offline: turns the example web page shipped in examples/ into
-# a 3-minute episode written by the embedded model, stored in the library of
-# the local user and written to out/episode.json and out/script.md.
+# a 3-minute episode written by the embedded model and read aloud by the
+# embedded speech engine (Kokoro-82M, two voices), stored in the library of
+# the local user and written to out/episode.json, out/script.md and
+# out/episode.mp3 (-16 LUFS, ID3 chapters).
 # Needs only PostgreSQL on 127.0.0.1:5432 (started here if it is down).
 # Extra arguments go to `podforge generate` (e.g. --minutes 5 --hosts Ada,Grace).
 set -euo pipefail

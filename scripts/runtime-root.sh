@@ -5,7 +5,10 @@
 # (scripts/runtime-packages.txt, the same list the Dockerfile reads), then,
 # inside that root with chroot and as the unprivileged `podforge` user, runs
 # `podforge migrate`, `podforge serve` and one generation against the mock
-# provider (served from outside the root), and stops the server with SIGTERM.
+# provider (served from outside the root) read aloud by the embedded speech
+# engine (its assets copied into the root's data directory, as a volume or a
+# baked image would hold them), fetches the MP3 through its signed URL with a
+# range request, and stops the server with SIGTERM.
 #
 # Needs root (debootstrap, chroot, mounts), PostgreSQL on 127.0.0.1:5432 and
 # the Debian mirror. Prints the root's size and the binary's size.
@@ -57,6 +60,11 @@ mkdir -p "$ROOT/dev/pts"
 chroot "$ROOT" /bin/sh -c "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(grep -v '^#' scripts/runtime-packages.txt | xargs) >/dev/null && rm -rf /var/lib/apt/lists/*"
 chroot "$ROOT" /bin/sh -c "useradd --system --uid 10001 --home-dir /data podforge && mkdir -p /data && chown podforge /data"
 install -m 0755 "$CARGO_TARGET_DIR/release/podforge" "$ROOT/usr/local/bin/podforge"
+# The speech assets `podforge model fetch` keeps (fetched here first if missing).
+SPEECH="${PODFORGE_DATA_DIR:-$HOME/.local/share/podforge}/speech"
+[ -f "$SPEECH/kokoro-v1.0.int8.onnx" ] || "$CARGO_TARGET_DIR/release/podforge" model fetch
+cp -r "$SPEECH" "$ROOT/data/speech"
+chroot "$ROOT" /bin/sh -c "chown -R podforge /data"
 
 # The command prefix that runs a program inside the root as `podforge`, with
 # only the environment the image would have (plus what this run needs).
@@ -65,7 +73,7 @@ in_root() {
     PODFORGE_ENV=production PODFORGE_DATA_DIR=/data
     JWT_SECRET=runtime-root-check-secret-of-at-least-32-bytes
     DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
-    OPENAI_BASE_URL="$OPENAI_BASE_URL" OPENAI_API_KEY=mock PODFORGE_LLM_MODEL=mock
+    OPENAI_BASE_URL="$OPENAI_BASE_URL" OPENAI_API_KEY=mock PODFORGE_LLM_MODEL=mock PODFORGE_TTS=local
     PODFORGE_BIND=127.0.0.1:18089 RUST_LOG=warn)
 }
 
@@ -103,8 +111,11 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 echo "status: $STATUS"
-gql "query { podcast(id: \"$ID\") { title wordCount error { code message } } }"
+gql "query { podcast(id: \"$ID\") { title wordCount error { code message } audio { bytes durationSeconds loudnessLufs truePeakDbtp } } }"
 echo
+URL="$(gql "query { podcast(id: \"$ID\") { audio { url } } }" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["podcast"]["audio"]["url"])')"
+RANGE_STATUS="$(curl -s -o "$CACHE/range.bin" -w '%{http_code}' -H 'Range: bytes=0-1023' "$URL")"
+echo "range request: HTTP $RANGE_STATUS, $(stat -c %s "$CACHE/range.bin") bytes"
 
 echo "== SIGTERM"
 kill -TERM "$SERVE_PID"
@@ -118,4 +129,4 @@ du -shx --apparent-size "$ROOT" | awk '{print "runtime root: " $1}'
 du -sh --apparent-size "$ROOT/usr/local/bin/podforge" | awk '{print "podforge binary: " $1}'
 ldd "$ROOT/usr/local/bin/podforge" | awk '{print "links: " $1}'
 
-[ "$STATUS" = COMPLETED ] && [ "$SERVE_STATUS" = 0 ] && echo "runtime root: PASS"
+[ "$STATUS" = COMPLETED ] && [ "$SERVE_STATUS" = 0 ] && [ "$RANGE_STATUS" = 206 ] && echo "runtime root: PASS"

@@ -465,3 +465,76 @@ async fn speech_faults_end_as_a_retry_or_a_clear_code() {
         }
     }
 }
+
+/// The embedded Kokoro engine through the whole pipeline (the mock writes
+/// the script, so the words are fixed): two hosts in two voices a listener
+/// tells apart (median pitch apart by more than 25 Hz), the MP3 decodes to
+/// the reported length within 2%, -16 LUFS within 1 LU, true peak at most
+/// -1 dBTP, and its ID3 chapters are the API's. `scripts/test.sh` fetches
+/// the speech assets first (`podforge model fetch`).
+#[tokio::test]
+async fn the_embedded_voices_read_an_episode_that_measures_as_promised() {
+    let llm = MockProvider::start().await.unwrap();
+    let openai = llm.openai_url();
+    let (app, user) = TestApp::with_workers(move |c| {
+        c.providers.llm = LlmChoice::OpenAi;
+        c.providers.openai_base_url = openai;
+        c.providers.llm_context_tokens = 16_000;
+        c.speech.tts = TtsChoice::Local;
+        c.speech.concurrency = 1;
+        c.jobs.max_attempts = 1;
+        c.jobs.lease = Duration::from_secs(30);
+    })
+    .await
+    .with_user()
+    .await;
+    let created = generate(&app, &user, input(1)).await;
+    let hosts = &created["data"]["generatePodcast"]["hosts"];
+    assert_eq!(hosts[0]["voice"], "af_heart", "{created}");
+    assert_eq!(hosts[1]["voice"], "am_michael", "{created}");
+    let id = created["data"]["generatePodcast"]["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let done = loop {
+        let p = episode(&app, &user, &id).await;
+        if p["status"] == "COMPLETED" || p["status"] == "FAILED" {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "{p}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let audio = &done["audio"];
+    let file = fetch(&app, audio["url"].as_str().unwrap(), &[]).await.bytes().await.unwrap().to_vec();
+    let decoded = decode_mp3(&file).unwrap();
+    assert_eq!(decoded.channels, 1);
+    let rate = decoded.sample_rate;
+    let secs = decoded.samples.len() as f64 / f64::from(rate);
+    let reported = audio["durationSeconds"].as_f64().unwrap();
+    assert!((secs - reported).abs() / reported < 0.02, "decoded {secs:.2} s, reported {reported:.2} s");
+    let loud = podforge::media::loudness::measure(&decoded.samples, 1, rate).unwrap();
+    assert!((loud.integrated_lufs + 16.0).abs() <= 1.0, "{loud:?}");
+    assert!(loud.true_peak_dbtp <= -1.0 + 0.05, "{loud:?}");
+    let chapters = read_chapters(&file).unwrap();
+    let api = done["chapters"].as_array().unwrap();
+    assert_eq!(chapters.len(), api.len());
+    for (c, a) in chapters.iter().zip(api) {
+        assert_eq!(c.title, a["title"].as_str().unwrap());
+        assert!((f64::from(c.start_ms) / 1000.0 - a["start"].as_f64().unwrap()).abs() < 0.002);
+    }
+    let pitch = |who: &str| {
+        let mut f0s: Vec<f32> = turns(&done)
+            .iter()
+            .filter(|t| t["speaker"] == who)
+            .filter_map(|t| {
+                let s = (t["startSeconds"].as_f64()? * f64::from(rate)) as usize;
+                let e = ((t["endSeconds"].as_f64()? * f64::from(rate)) as usize).min(decoded.samples.len());
+                podforge::media::analysis::median_f0(&decoded.samples[s..e], rate)
+            })
+            .collect();
+        f0s.sort_by(f32::total_cmp);
+        f0s[f0s.len() / 2]
+    };
+    let (ada, grace) = (pitch("Ada"), pitch("Grace"));
+    eprintln!("median pitch: Ada (af_heart) {ada:.0} Hz, Grace (am_michael) {grace:.0} Hz; {secs:.1} s, {loud:?}");
+    assert!(ada - grace > 25.0, "af_heart sounds higher than am_michael: {ada:.0} vs {grace:.0} Hz");
+}

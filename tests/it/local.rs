@@ -41,6 +41,9 @@ fn generate(db_url: &str, out: &std::path::Path, model: &std::path::Path) -> std
         .env("DATABASE_URL", db_url)
         .env("PODFORGE_LLM", "local")
         .env("PODFORGE_MODEL_PATH", model)
+        // Speech: the embedded Kokoro engine (the default), media kept with the output.
+        .env("PODFORGE_TTS", "local")
+        .env("PODFORGE_MEDIA_DIR", out.join("media"))
         .env("PODFORGE_ARGON2_MEMORY_KIB", "1024")
         .env("PODFORGE_ARGON2_ITERATIONS", "1")
         .env("RUST_LOG", "warn")
@@ -112,6 +115,7 @@ async fn generate_writes_an_episode_by_the_local_model_that_the_library_shows() 
     .unwrap();
     let md = std::fs::read_to_string(out.join("script.md")).unwrap();
     assert!(md.contains("**Ada:**") && md.contains("## Show notes"));
+    assert_listenable(&episode, &std::fs::read(out.join("episode.mp3")).unwrap(), &turns);
 
     // The same episode through the GraphQL library of the local user.
     let config = test_config(&db.url);
@@ -157,4 +161,57 @@ async fn a_missing_model_fails_with_one_clear_line() {
         lines[0].contains("MODEL_MISSING") && lines[0].contains("podforge model fetch"),
         "{stderr}"
     );
+}
+
+/// The MP3 the embedded speech engine made, judged by numbers: it decodes to
+/// the reported length (within 2%), measures -16 LUFS within 1 LU with true
+/// peak at most -1 dBTP, its ID3 chapters are the reported ones, and the two
+/// hosts' turns are heard in two distinct voices (median pitch apart).
+fn assert_listenable(episode: &Value, mp3: &[u8], turns: &[&podforge::pipeline::episode::Turn]) {
+    use podforge::media::{analysis::median_f0, loudness::measure, probe::decode_mp3, tags::read_chapters};
+    let audio = &episode["audio"];
+    assert_eq!(audio["mimeType"], "audio/mpeg", "{audio}");
+    assert_eq!(audio["bytes"].as_u64().unwrap(), mp3.len() as u64);
+    let voices = &audio["voices"];
+    assert_ne!(voices["Ada"], voices["Grace"], "{voices}");
+    let decoded = decode_mp3(mp3).unwrap();
+    let rate = decoded.sample_rate;
+    let secs = decoded.samples.len() as f64 / f64::from(decoded.channels) / f64::from(rate);
+    let reported = audio["durationSeconds"].as_f64().unwrap();
+    assert!((secs - reported).abs() / reported < 0.02, "decoded {secs:.2} s, reported {reported:.2} s");
+    let loud = measure(&decoded.samples, decoded.channels, rate).unwrap();
+    assert!((loud.integrated_lufs + 16.0).abs() <= 1.0, "{loud:?}");
+    assert!(loud.true_peak_dbtp <= -1.0 + 0.05, "{loud:?}");
+    let chapters = read_chapters(mp3).unwrap();
+    let reported: Vec<(String, f64)> = audio["chapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["title"].as_str().unwrap().to_owned(), c["startSeconds"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(chapters.len(), reported.len(), "{chapters:?}");
+    for (c, (title, start)) in chapters.iter().zip(&reported) {
+        assert_eq!(&c.title, title);
+        assert!((f64::from(c.start_ms) / 1000.0 - start).abs() < 0.002);
+    }
+    // Pitch per host over that host's turns, at their measured times.
+    let timings = audio["turns"].as_array().unwrap();
+    assert_eq!(timings.len(), turns.len());
+    let pitch = |who: &str| {
+        let mut f0s: Vec<f32> = turns
+            .iter()
+            .zip(timings)
+            .filter(|(t, at)| t.speaker == who && !at.is_null())
+            .filter_map(|(_, at)| {
+                let s = (at["startSeconds"].as_f64().unwrap() * f64::from(rate)) as usize;
+                let e = ((at["endSeconds"].as_f64().unwrap() * f64::from(rate)) as usize).min(decoded.samples.len());
+                median_f0(&decoded.samples[s..e], rate)
+            })
+            .collect();
+        f0s.sort_by(f32::total_cmp);
+        f0s.get(f0s.len() / 2).copied()
+    };
+    let (ada, grace) = (pitch("Ada").unwrap(), pitch("Grace").unwrap());
+    eprintln!("median pitch: Ada {ada:.0} Hz, Grace {grace:.0} Hz");
+    assert!((ada - grace).abs() > 25.0, "two voices apart by pitch: Ada {ada:.0} Hz, Grace {grace:.0} Hz");
 }

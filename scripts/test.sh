@@ -26,6 +26,18 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
     || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null; }
 fi
 
+# PgBouncer (Debian's, transaction pooling) for tests/it/pooler.rs, which
+# start their own instances in front of the test server. Installed only
+# when missing.
+if ! [ -x /usr/sbin/pgbouncer ] && ! command -v pgbouncer >/dev/null 2>&1; then
+  echo "test.sh: installing pgbouncer"
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null \
+    || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null; }
+  # The package starts a system instance on port 6432; the tests run their own.
+  as_root service pgbouncer stop >/dev/null 2>&1 || true
+fi
+
 # The embedded model for tests/it/local.rs and the speech assets for
 # tests/it/speech.rs (kept in the data directory, so later runs only verify
 # their checksums).

@@ -17,6 +17,7 @@ use crate::auth::hasher::Hasher;
 use crate::auth::password::HashParams;
 use crate::auth::token::TokenKeys;
 use crate::config::Config;
+use crate::db::pool::run;
 use crate::db::{DbPool, DbTarget, connect, migrate};
 use crate::error::ApiResult;
 use crate::jobs::{WorkerConfig, Workers, queue};
@@ -165,10 +166,18 @@ impl App {
                  Set JWT_SECRET (32+ bytes) for anything but local development."
             );
         }
+        config.database.check()?;
         let (pool, db_target) = connect::build_pool(&config.database)?;
-        connect::check_reachable(&db_target, config.database.create_if_missing).await?;
+        let session_target = connect::session_target(&config.database)?;
+        // The database is created and migrated through the session URL (a
+        // transaction pooler cannot hold the migration's advisory lock);
+        // then the pool's own URL must answer too.
+        connect::check_reachable(&session_target, config.database.create_if_missing).await?;
+        if config.database.listen_url.is_some() {
+            connect::check_reachable(&db_target, false).await?;
+        }
         if run_migrations {
-            migrate::run(&db_target).await?;
+            migrate::run(&session_target).await?;
         }
         let tokens = TokenKeys::new(
             &config.auth.jwt_secret,
@@ -232,22 +241,8 @@ impl App {
         shutdown: CancellationToken,
         run_workers: bool,
     ) -> tokio::task::JoinHandle<()> {
-        let listen_target = match &self.config.database.listen_url {
-            Some(url) => {
-                match DbTarget::parse(
-                    url,
-                    self.config.database.ca_file.as_deref(),
-                    self.config.database.connect_timeout,
-                ) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!(error = %e, "PODFORGE_LISTEN_DATABASE_URL is invalid; using DATABASE_URL");
-                        self.db_target.clone()
-                    }
-                }
-            }
-            None => self.db_target.clone(),
-        };
+        // Parsed once already by `build`, so this cannot fail there.
+        let listen_target = connect::session_target(&self.config.database).unwrap_or_else(|_| self.db_target.clone());
         let (hub, workers) = (self.hub.clone(), self.workers.clone());
         let dispatch: crate::listen::Dispatch = Arc::new(move |channel, payload| match channel {
             queue::JOBS_CHANNEL => workers.wake(),
@@ -296,11 +291,10 @@ impl App {
                 _ = tick.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            let purged = async {
-                let mut conn = self.pool.get().await?;
-                anyhow::Ok(crate::db::throttle::purge_expired(&mut conn).await?)
-            };
-            match purged.await {
+            let purged = run!(self.pool, anyhow::Error, async |conn| {
+                Ok(crate::db::throttle::purge_expired(conn).await?)
+            });
+            match purged {
                 Ok(n) if n > 0 => tracing::debug!(buckets = n, "sign-in throttle buckets purged"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging sign-in throttle buckets failed"),
@@ -309,10 +303,14 @@ impl App {
     }
 
     /// After a commit that enqueued jobs: wakes this process's workers and,
-    /// through NOTIFY, the others'.
-    pub async fn jobs_enqueued(&self, conn: &mut crate::db::AsyncPgConnection) {
+    /// through NOTIFY (a checkout of its own, so that behind a transaction
+    /// pooler too it is sent after the commit), the others'.
+    pub async fn jobs_enqueued(&self) {
         self.workers.wake();
-        if let Err(e) = queue::notify_enqueued(conn, crate::pipeline::JOB_KIND).await {
+        let sent = run!(self.pool, anyhow::Error, async |conn| {
+            Ok(queue::notify_enqueued(conn, crate::pipeline::JOB_KIND).await?)
+        });
+        if let Err(e) = sent {
             tracing::warn!(error = %e, "job notification failed; workers will find the job by polling");
         }
     }
@@ -336,6 +334,18 @@ impl App {
     pub fn media_url(&self, key: &str, ttl: std::time::Duration) -> String {
         let expires = chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
         format!("{}/media/{key}?{}", self.public_origin(), self.signer.sign(key, expires))
+    }
+
+    /// After a commit that asked the running job `job` to stop: tells the
+    /// other processes (this one's workers are told directly). A lost
+    /// notification costs only latency: the job's heartbeat sees the request.
+    pub async fn notify_cancel(&self, job: uuid::Uuid) {
+        let sent = run!(self.pool, anyhow::Error, async |conn| {
+            Ok(queue::notify(conn, queue::CANCEL_CHANNEL, &job.to_string()).await?)
+        });
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, job.id = %job, "cancel notification failed; the job's heartbeat will see it");
+        }
     }
 
     /// Argon2 settings from the configuration.

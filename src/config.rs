@@ -45,16 +45,37 @@ pub enum Recycling {
     Verified,
 }
 
+/// What sits between the pool and PostgreSQL (`PODFORGE_DB_POOLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooler {
+    /// `DATABASE_URL` is a session: the server itself, or a pooler in
+    /// session mode (`none`, the default). Statements are prepared once per
+    /// connection and cached.
+    None,
+    /// `DATABASE_URL` is a transaction-mode pooler (PgBouncer
+    /// `pool_mode=transaction`, Supabase's pooler on port 6543, Neon's
+    /// `-pooler` host): each transaction may run on another server
+    /// connection. Every checkout's work runs in one transaction, prepared
+    /// statements are not cached (none outlives its transaction), and
+    /// session settings are set per transaction (`transaction`).
+    Transaction,
+}
+
 /// Database settings (`DATABASE_URL` and `PODFORGE_DB_*`).
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     /// libpq-style URL or key=value string. Understood TLS parameters:
     /// `sslmode` (disable, prefer, require, verify-ca, verify-full) and `sslrootcert`.
     pub url: String,
-    /// Session-mode URL for the process's LISTEN connection. Transaction-mode
-    /// poolers (PgBouncer, Supabase's pooler on 6543) drop LISTEN registrations,
-    /// so point this at the direct or session port. Defaults to `url`.
+    /// Session-mode URL for the process's LISTEN connection and for
+    /// migrations (which hold a session advisory lock). Transaction-mode
+    /// poolers (PgBouncer, Supabase's pooler on 6543) drop LISTEN
+    /// registrations and session locks, so point this at the direct or
+    /// session port. Defaults to `url`; required when `pooler` is
+    /// [`Pooler::Transaction`].
     pub listen_url: Option<String>,
+    /// What `url` points at (`PODFORGE_DB_POOLER`).
+    pub pooler: Pooler,
     /// PEM bundle of the roots trusted for the server's certificate instead of
     /// the system roots (`PODFORGE_DB_CA_FILE`); `sslrootcert` in the URL wins.
     pub ca_file: Option<PathBuf>,
@@ -475,6 +496,11 @@ impl DatabaseConfig {
                 .raw("DATABASE_URL")
                 .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             listen_url: env.raw("PODFORGE_LISTEN_DATABASE_URL"),
+            pooler: match env.raw("PODFORGE_DB_POOLER").as_deref().map(str::trim) {
+                None | Some("") | Some("none") => Pooler::None,
+                Some("transaction") => Pooler::Transaction,
+                Some(other) => bail!("PODFORGE_DB_POOLER={other:?} must be none or transaction"),
+            },
             ca_file: env.raw("PODFORGE_DB_CA_FILE").map(PathBuf::from),
             pool_size: env.parse("PODFORGE_DB_POOL_SIZE", 10)?,
             pool_wait_timeout: env.millis("PODFORGE_DB_POOL_TIMEOUT_MS", 5_000)?,
@@ -491,7 +517,26 @@ impl DatabaseConfig {
         if database.pool_size == 0 {
             bail!("PODFORGE_DB_POOL_SIZE must be at least 1");
         }
+        database.check()?;
         Ok(database)
+    }
+
+    /// Refuses settings that cannot work together: a transaction pooler
+    /// without a direct (session) URL for LISTEN and migrations.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.pooler == Pooler::Transaction && self.listen_url.is_none() {
+            bail!(
+                "PODFORGE_DB_POOLER=transaction needs PODFORGE_LISTEN_DATABASE_URL: a direct or session-mode URL \
+                 for LISTEN and migrations, which a transaction pooler cannot carry"
+            );
+        }
+        Ok(())
+    }
+
+    /// The URL of a real session (LISTEN, migrations' advisory lock):
+    /// `listen_url` when set, else `url`.
+    pub fn session_url(&self) -> &str {
+        self.listen_url.as_deref().unwrap_or(&self.url)
     }
 }
 

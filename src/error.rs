@@ -115,6 +115,13 @@ impl From<DieselError> for ApiError {
                     _ => Self::Internal(anyhow::Error::new(e).context(format!("unique violation on {constraint}"))),
                 }
             }
+            // A transaction pooler the pool was not told about (logged
+            // once with the fix by `DbPool::diagnose`): a deployment
+            // problem to fix, not a bug in a request.
+            ref lost if crate::db::pool::is_pooler_error(lost) => Self::Unavailable(
+                anyhow::Error::new(e)
+                    .context("prepared statement lost behind a transaction pooler; set PODFORGE_DB_POOLER=transaction"),
+            ),
             // statement_timeout or a cancelled query: the database is saturated.
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
                 if info.message().contains("canceling statement due to statement timeout") =>
@@ -132,6 +139,15 @@ impl Transient for ApiError {
         match self {
             Self::Unavailable(inner) => inner.downcast_ref::<DieselError>().is_some_and(Transient::is_transient),
             _ => false,
+        }
+    }
+}
+
+impl crate::db::pool::DieselSource for ApiError {
+    fn diesel(&self) -> Option<&DieselError> {
+        match self {
+            Self::Unavailable(inner) | Self::Internal(inner) => inner.downcast_ref(),
+            _ => None,
         }
     }
 }
@@ -201,6 +217,26 @@ mod tests {
         assert!(!other.is_transient());
         assert_eq!(ApiError::from(other).code(), "INTERNAL_SERVER_ERROR");
         assert!(!ApiError::Unavailable(anyhow::anyhow!("pool")).is_transient());
+    }
+
+    #[test]
+    fn statements_lost_behind_a_transaction_pooler_are_unavailable() {
+        use crate::db::pool::DieselSource;
+        let db = |message: &str| DieselError::DatabaseError(DatabaseErrorKind::Unknown, Box::new(message.to_owned()));
+        for message in [
+            "prepared statement \"s93\" does not exist",
+            "prepared statement \"s7\" already exists",
+        ] {
+            let api = ApiError::from(db(message));
+            assert_eq!(api.code(), "UNAVAILABLE");
+            assert!(!api.is_transient(), "not retried blindly: the fix is a setting");
+            assert!(format!("{:#}", anyhow::Error::from(api)).contains("PODFORGE_DB_POOLER=transaction"));
+        }
+        let api = ApiError::from(db("prepared statement \"s1\" does not exist"));
+        assert!(
+            api.diesel().is_some(),
+            "the pool's diagnosis sees the diesel error inside"
+        );
     }
 
     #[test]

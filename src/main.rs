@@ -187,7 +187,10 @@ async fn work(config: Config) -> anyhow::Result<()> {
 /// `podforge migrate`: pending migrations under the advisory lock.
 async fn migrate(config: &Config) -> anyhow::Result<()> {
     app::install_crypto_provider();
-    let (_, target) = db::connect::build_pool(&config.database)?;
+    // Migrations hold a session advisory lock: the direct or session URL
+    // when one is configured (PODFORGE_LISTEN_DATABASE_URL), never a
+    // transaction pooler.
+    let target = db::connect::session_target(&config.database)?;
     db::connect::check_reachable(&target, config.database.create_if_missing).await?;
     let applied = db::migrate::run(&target).await?;
     if applied.is_empty() {

@@ -10,6 +10,7 @@ pub mod token;
 
 use tokio::sync::OnceCell;
 
+use crate::db::pool::run;
 use crate::db::{DbPool, users};
 use crate::domain::{SessionId, UserId};
 use crate::error::{ApiError, ApiResult};
@@ -77,8 +78,10 @@ impl RequestAuth {
                     }
                     Presented::Valid(c) => c,
                 };
-                let mut conn = pool.get().await?;
-                match users::active_session_user(&mut conn, claims.sid).await? {
+                let user = run!(pool, ApiError, async |conn| {
+                    Ok(users::active_session_user(conn, claims.sid).await?)
+                })?;
+                match user {
                     Some(user) if user == claims.sub => Ok(Viewer {
                         user_id: claims.sub,
                         session_id: claims.sid,

@@ -26,19 +26,19 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use diesel::ConnectionError;
+use diesel::connection::CacheSize;
 use diesel_async::pooled_connection::deadpool::{Hook, HookError, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
-use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode as PgSslMode;
 
-use crate::config::{DatabaseConfig, Recycling};
+use crate::config::{DatabaseConfig, Pooler, Recycling};
 
-/// The pool every request and worker borrows connections from.
-pub type DbPool = Pool<AsyncPgConnection>;
+pub use super::pool::DbPool;
 
 /// libpq `sslmode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +64,12 @@ pub struct DbTarget {
     pub ssl_mode: SslMode,
     /// Root CA bundle from `sslrootcert` or `PODFORGE_DB_CA_FILE`.
     pub root_cert: Option<PathBuf>,
-    /// `statement_timeout` applied after connecting; zero leaves the server default.
+    /// `statement_timeout` applied after connecting (per transaction behind a
+    /// transaction pooler); zero leaves the server default.
     pub statement_timeout: Duration,
+    /// What the URL points at: the server (or a session pooler), or a
+    /// transaction pooler (see [`Self::connect`]).
+    pub pooler: Pooler,
     tls: Option<Arc<ClientConfig>>,
 }
 
@@ -121,6 +125,7 @@ impl DbTarget {
             ssl_mode,
             root_cert,
             statement_timeout: Duration::ZERO,
+            pooler: Pooler::None,
             tls,
         })
     }
@@ -185,7 +190,18 @@ impl DbTarget {
 
     /// Opens one diesel-async connection with TLS as configured and applies the
     /// session settings (statement timeout).
+    ///
+    /// Behind a transaction pooler ([`Pooler::Transaction`]) the session
+    /// settings diesel-async makes when it takes a connection over (time zone,
+    /// client encoding: prepared statements each) run inside one transaction,
+    /// so that they reach one server connection; PgBouncer then re-applies
+    /// those two (it tracks them) on every server connection the client gets.
+    /// The statement cache is disabled, and the statement timeout is left to
+    /// each transaction ([`DbPool::begin`]).
     pub async fn connect(&self) -> Result<AsyncPgConnection, ConnectionError> {
+        if self.pooler == Pooler::Transaction {
+            return self.connect_through_pooler().await;
+        }
         let bad = |e: tokio_postgres::Error| ConnectionError::BadConnection(error_chain(&e));
         let mut conn = match &self.tls {
             None => {
@@ -206,6 +222,20 @@ impl DbTarget {
             .await
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
         }
+        Ok(conn)
+    }
+
+    async fn connect_through_pooler(&self) -> Result<AsyncPgConnection, ConnectionError> {
+        let bad = |e: tokio_postgres::Error| ConnectionError::BadConnection(error_chain(&e));
+        // The client's driver is spawned by `connect_raw`, so the BEGIN can
+        // run before diesel-async's set-up statements.
+        let client = self.connect_raw().await.map_err(bad)?;
+        client.batch_execute("BEGIN").await.map_err(bad)?;
+        let mut conn = AsyncPgConnection::try_from(client).await?;
+        conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+        conn.batch_execute("COMMIT")
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
         Ok(conn)
     }
 }
@@ -386,6 +416,9 @@ impl ServerCertVerifier for LibpqVerifier {
 /// Builds the pool. Connections are opened lazily; call [`check_reachable`] first
 /// for a clear start-up error.
 ///
+/// Behind a transaction pooler (`config.pooler`), connections are opened as
+/// [`DbTarget::connect`] says and checked with a simple query.
+///
 /// Pool settings: `pool_size` connections at most, callers wait `pool_wait_timeout`
 /// for one (then the error maps to UNAVAILABLE), connections older than
 /// `max_lifetime` are closed at their next checkout, and each is checked before
@@ -393,15 +426,21 @@ impl ServerCertVerifier for LibpqVerifier {
 pub fn build_pool(config: &DatabaseConfig) -> anyhow::Result<(DbPool, DbTarget)> {
     let mut target = DbTarget::parse(&config.url, config.ca_file.as_deref(), config.connect_timeout)?;
     target.statement_timeout = config.statement_timeout;
+    target.pooler = config.pooler;
     let setup_target = target.clone();
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     manager_config.custom_setup = Box::new(move |_url| {
         let target = setup_target.clone();
         async move { target.connect().await }.boxed()
     });
-    manager_config.recycling_method = match config.recycling {
-        Recycling::Fast => RecyclingMethod::Fast,
-        Recycling::Verified => RecyclingMethod::Verified,
+    manager_config.recycling_method = match (config.recycling, config.pooler) {
+        (Recycling::Fast, _) => RecyclingMethod::Fast,
+        (Recycling::Verified, Pooler::None) => RecyclingMethod::Verified,
+        // diesel-async's check is a prepared `SELECT 1`, which a transaction
+        // pooler may split from its execution; a simple query cannot be.
+        (Recycling::Verified, Pooler::Transaction) => {
+            RecyclingMethod::CustomFunction(Box::new(|conn| conn.batch_execute("SELECT 1").boxed()))
+        }
     };
     let manager = AsyncDieselConnectionManager::new_with_config(config.url.clone(), manager_config);
     let max_lifetime = config.max_lifetime;
@@ -420,7 +459,19 @@ pub fn build_pool(config: &DatabaseConfig) -> anyhow::Result<(DbPool, DbTarget)>
         }))
         .build()
         .context("building the database pool")?;
-    Ok((pool, target))
+    Ok((DbPool::new(pool, config.pooler, config.statement_timeout), target))
+}
+
+/// Where a real session is needed (LISTEN, migrations under an advisory
+/// lock): `PODFORGE_LISTEN_DATABASE_URL` when set, else `DATABASE_URL`;
+/// never through a transaction pooler's settings.
+///
+/// Errors: that URL does not parse.
+pub fn session_target(config: &DatabaseConfig) -> anyhow::Result<DbTarget> {
+    let mut target = DbTarget::parse(config.session_url(), config.ca_file.as_deref(), config.connect_timeout)
+        .context("PODFORGE_LISTEN_DATABASE_URL")?;
+    target.statement_timeout = config.statement_timeout;
+    Ok(target)
 }
 
 /// Connects once to check the server is there; creates the database when it is

@@ -27,6 +27,9 @@
 //! `refresh_tokens`, sign-in throttle buckets) are locked by transactions
 //! that touch no podcast or job, refresh token before session before bucket.
 //!
+//! Every use of the pool goes through [`pool::run!`], which makes the same
+//! code work behind a transaction-mode pooler (`PODFORGE_DB_POOLER`).
+//!
 //! Transactions that PostgreSQL may still abort (a deadlock with something
 //! outside this order, a serialisation failure) run through
 //! [`retry::transaction!`], which runs them again a bounded number of times.
@@ -36,6 +39,7 @@ pub mod generation;
 pub mod media;
 pub mod migrate;
 pub mod podcasts;
+pub mod pool;
 pub mod retry;
 #[expect(
     missing_docs,
@@ -45,5 +49,6 @@ pub mod schema;
 pub mod throttle;
 pub mod users;
 
-pub use connect::{DbPool, DbTarget};
+pub use connect::DbTarget;
 pub use diesel_async::AsyncPgConnection;
+pub use pool::DbPool;

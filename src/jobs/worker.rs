@@ -18,6 +18,7 @@ use super::queue::{self, Finish, Job};
 use super::{Failure, JobHandler, JobOutcome};
 use crate::backoff::Backoff;
 use crate::db::DbPool;
+use crate::db::pool::run;
 
 /// Waits of a slot whose claims fail (the database is down): 200 ms growing
 /// to 5 s, jittered so the slots of many processes do not return together.
@@ -166,13 +167,9 @@ impl Workers {
             // Register for wake-ups before looking, so an enqueue between the
             // claim and the wait is not missed.
             let notified = self.wake.notified();
-            let claimed = async {
-                let mut conn = self.pool.get().await.map_err(anyhow::Error::from)?;
-                queue::claim(&mut conn, self.id, &kinds, self.config.lease)
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
-            .await;
+            let claimed = run!(self.pool, anyhow::Error, async |conn| {
+                Ok(queue::claim(conn, self.id, &kinds, self.config.lease).await?)
+            });
             match claimed {
                 Ok(Some(job)) => {
                     failures = 0;
@@ -341,17 +338,13 @@ impl Workers {
     /// Runs one lease-conditional write; false (and a log line) when the lease
     /// was lost or the database failed.
     async fn record(&self, job: &Job, action: Record<'_>) -> bool {
-        let result = async {
-            let mut conn = self.pool.get().await.map_err(anyhow::Error::from)?;
-            let c = &mut conn;
-            match action {
+        let result = run!(self.pool, anyhow::Error, async |c| {
+            Ok(match action {
                 Record::Finish(how, error) => queue::finish(c, job.id, self.id, how, error).await,
                 Record::RetryAt(at, error) => queue::retry_at(c, job.id, self.id, at, error).await,
                 Record::Release => queue::release(c, job.id, self.id).await,
-            }
-            .map_err(anyhow::Error::from)
-        }
-        .await;
+            }?)
+        });
         match result {
             Ok(true) => true,
             Ok(false) => {
@@ -380,13 +373,9 @@ async fn heartbeat(pool: DbPool, job: Uuid, worker: Uuid, lease: Duration, ctx: 
     tick.tick().await;
     loop {
         tick.tick().await;
-        let result = async {
-            let mut conn = pool.get().await.map_err(anyhow::Error::from)?;
-            queue::heartbeat(&mut conn, job, worker, lease)
-                .await
-                .map_err(anyhow::Error::from)
-        }
-        .await;
+        let result = run!(pool, anyhow::Error, async |conn| {
+            Ok(queue::heartbeat(conn, job, worker, lease).await?)
+        });
         match result {
             Ok(Some(false)) => {}
             Ok(Some(true)) => ctx.stop(StopReason::Cancelled),

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::episode::EpisodeAudio;
 use super::{EpisodeMetadata, EventSink, Pipeline, Stage, StageContext, StageError, StageKind, Usage};
+use crate::db::pool::run;
 use crate::db::retry::transaction;
 use crate::db::{DbPool, generation, podcasts as podcast_rows};
 use crate::domain::{FailureCode, PodcastId, PodcastStatus, UserId};
@@ -67,20 +68,20 @@ struct PodcastEvents {
 #[async_trait::async_trait]
 impl EventSink for PodcastEvents {
     async fn emit(&self, event: NewEvent) -> anyhow::Result<()> {
-        let mut conn = self.pool.get().await?;
-        if let Some(e) = crate::progress::append(&mut conn, self.podcast, &event).await? {
+        let appended = run!(self.pool, anyhow::Error, async |conn| {
+            Ok(crate::progress::append(conn, self.podcast, &event).await?)
+        })?;
+        if let Some(e) = appended {
             self.hub.publish(e);
         }
         Ok(())
     }
 
     async fn artifacts(&self, prefix: &str) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
-        let mut conn = self.pool.get().await?;
-        Ok(crate::progress::with_key_prefix(&mut conn, self.podcast, prefix)
-            .await?
-            .into_iter()
-            .filter_map(|(k, e)| e.data.map(|d| (k, d)))
-            .collect())
+        let events = run!(self.pool, anyhow::Error, async |conn| {
+            Ok(crate::progress::with_key_prefix(conn, self.podcast, prefix).await?)
+        })?;
+        Ok(events.into_iter().filter_map(|(k, e)| e.data.map(|d| (k, d))).collect())
     }
 }
 
@@ -191,12 +192,17 @@ impl GeneratePodcast {
             HashMap<StageKind, (serde_json::Value, Usage)>,
         )>,
     > {
-        let mut conn = self.pool.get().await?;
-        let Some(row) = podcast_rows::find(&mut conn, podcast).await? else {
+        let found = run!(self.pool, anyhow::Error, async |conn| {
+            let Some(row) = podcast_rows::find(conn, podcast).await? else {
+                return Ok(None);
+            };
+            let run = podcast_rows::generation_run(conn, podcast).await?;
+            let stages = generation::checkpoints(conn, podcast).await?;
+            Ok(Some((row, run, stages)))
+        })?;
+        let Some((row, run, stages)) = found else {
             return Ok(None);
         };
-        let run = podcast_rows::generation_run(&mut conn, podcast).await?;
-        let stages = generation::checkpoints(&mut conn, podcast).await?;
         let mut outputs = HashMap::new();
         for (stage, output, usage) in stages {
             outputs.insert(stage, (output, serde_json::from_value(usage).unwrap_or_default()));
@@ -214,15 +220,16 @@ impl GeneratePodcast {
         event: NewEvent,
         extra: Extra<'_>,
     ) -> anyhow::Result<Written> {
-        let mut conn = self.pool.get().await?;
         let worker = ctx.worker_id;
         let job_id = job.id;
-        let written = transaction!(conn, diesel::result::Error, async |conn| {
-            if lock_leased(conn, podcast, job_id, worker).await?.is_none() {
-                return Ok(Written::LeaseLost);
-            }
-            extra.write(conn, podcast).await?;
-            Ok(Written::Done(crate::progress::append(conn, podcast, &event).await?))
+        let written = run!(self.pool, anyhow::Error, async |conn| {
+            Ok(transaction!(conn, diesel::result::Error, async |conn| {
+                if lock_leased(conn, podcast, job_id, worker).await?.is_none() {
+                    return Ok(Written::LeaseLost);
+                }
+                extra.write(conn, podcast).await?;
+                Ok(Written::Done(crate::progress::append(conn, podcast, &event).await?))
+            })?)
         })?;
         if let Written::Done(Some(e)) = &written {
             self.hub.publish(e.clone());
@@ -273,18 +280,19 @@ impl GeneratePodcast {
         event: &NewEvent,
         error: Option<&StageError>,
     ) -> anyhow::Result<Written> {
-        let mut conn = self.pool.get().await?;
-        let written = transaction!(conn, diesel::result::Error, async |conn| {
-            match lock_leased(conn, podcast, lease.job, lease.worker).await? {
-                None => Ok(Written::LeaseLost),
-                Some(status) if status.is_terminal() => Ok(Written::Done(None)),
-                Some(_) => {
-                    if let Some(e) = error {
-                        generation::set_error(conn, podcast, e.code, &e.message, e.retryable).await?;
+        let written = run!(self.pool, anyhow::Error, async |conn| {
+            Ok(transaction!(conn, diesel::result::Error, async |conn| {
+                match lock_leased(conn, podcast, lease.job, lease.worker).await? {
+                    None => Ok(Written::LeaseLost),
+                    Some(status) if status.is_terminal() => Ok(Written::Done(None)),
+                    Some(_) => {
+                        if let Some(e) = error {
+                            generation::set_error(conn, podcast, e.code, &e.message, e.retryable).await?;
+                        }
+                        Ok(Written::Done(crate::progress::append(conn, podcast, event).await?))
                     }
-                    Ok(Written::Done(crate::progress::append(conn, podcast, event).await?))
                 }
-            }
+            })?)
         })?;
         if let Written::Done(e) = &written {
             if let Some(e) = e {
@@ -521,12 +529,10 @@ impl JobHandler for GeneratePodcast {
             .code
             .as_deref()
             .unwrap_or(FailureCode::TemporaryFailure.as_str());
-        let run: i32 = match self.pool.get().await {
-            Ok(mut conn) => podcast_rows::generation_run(&mut conn, payload.podcast_id)
-                .await
-                .unwrap_or(0),
-            Err(_) => 0,
-        };
+        let run: i32 = run!(self.pool, anyhow::Error, async |conn| {
+            Ok(podcast_rows::generation_run(conn, payload.podcast_id).await?)
+        })
+        .unwrap_or(0);
         let event = NewEvent::new(
             EventKind::Retrying,
             format!(

@@ -18,6 +18,7 @@ use futures_util::Stream;
 use tokio::sync::{broadcast, mpsc};
 
 use super::{EVENTS_CHANNEL, Event, LIBRARY_CHANNEL, LibraryChange, LibraryNotice};
+use crate::db::pool::run;
 use crate::db::{DbPool, podcasts};
 use crate::domain::{PodcastId, UserId};
 
@@ -151,13 +152,9 @@ impl Hub {
     fn spawn_fetch(self: &Arc<Self>, podcast: PodcastId, after_seq: i32) {
         let hub = self.clone();
         tokio::spawn(async move {
-            let events = async {
-                let mut conn = hub.pool.get().await.map_err(anyhow::Error::from)?;
-                super::after(&mut conn, podcast, after_seq, REPLAY_BATCH)
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
-            .await;
+            let events = run!(hub.pool, anyhow::Error, async |conn| {
+                Ok(super::after(conn, podcast, after_seq, REPLAY_BATCH).await?)
+            });
             match events {
                 Ok(events) => {
                     for e in events {
@@ -272,16 +269,18 @@ pub fn event_stream(
         // Replay.
         let mut terminal_status;
         loop {
-            let (batch, status) = {
-                let mut conn = hub.pool.get().await?;
+            let (batch, status) = run!(hub.pool, anyhow::Error, async |conn| {
                 // Status first: a terminal status is committed together with
                 // its terminal event, so the events read next include it. Read
                 // the other way round, a generation ending in between would
-                // look finished with its last event unseen.
-                let status = podcasts::find(&mut conn, podcast).await?.map(|p| p.status);
-                let batch = super::after(&mut conn, podcast, last, REPLAY_BATCH).await?;
-                (batch, status)
-            };
+                // look finished with its last event unseen. (Behind a
+                // transaction pooler both reads share one READ COMMITTED
+                // transaction, where each statement still sees the latest
+                // commits, so the order holds.)
+                let status = podcasts::find(conn, podcast).await?.map(|p| p.status);
+                let batch = super::after(conn, podcast, last, REPLAY_BATCH).await?;
+                Ok((batch, status))
+            })?;
             terminal_status = status.is_none_or(|s| s.is_terminal());
             let full = batch.len() as i64 == REPLAY_BATCH;
             for e in batch {
@@ -313,10 +312,9 @@ pub fn event_stream(
                 Ok(Err(broadcast::error::RecvError::Closed)) => break,
             };
             if reread {
-                let batch = {
-                    let mut conn = hub.pool.get().await?;
-                    super::after(&mut conn, podcast, last, REPLAY_BATCH).await?
-                };
+                let batch = run!(hub.pool, anyhow::Error, async |conn| {
+                    Ok(super::after(conn, podcast, last, REPLAY_BATCH).await?)
+                })?;
                 for e in batch {
                     if done {
                         break;
@@ -337,18 +335,15 @@ async fn send_notifications(pool: DbPool, mut rx: mpsc::Receiver<(&'static str, 
     while rx.recv_many(&mut batch, 500).await > 0 {
         let channels: Vec<&str> = batch.iter().map(|(c, _)| *c).collect();
         let payloads: Vec<&str> = batch.iter().map(|(_, p)| p.as_str()).collect();
-        let sent = async {
-            let mut conn = pool.get().await.map_err(anyhow::Error::from)?;
-            diesel_async::RunQueryDsl::execute(
+        let sent = run!(pool, anyhow::Error, async |conn| {
+            Ok(diesel_async::RunQueryDsl::execute(
                 diesel::sql_query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)")
                     .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&channels)
                     .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&payloads),
-                &mut conn,
+                conn,
             )
-            .await
-            .map_err(anyhow::Error::from)
-        }
-        .await;
+            .await?)
+        });
         if let Err(e) = sent {
             // Other processes fall back to their periodic re-read.
             tracing::warn!(error = %e, count = batch.len(), "sending notifications failed");

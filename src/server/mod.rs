@@ -34,6 +34,7 @@ use crate::app::App;
 use crate::auth::RequestAuth;
 use crate::auth::client::{ClientAddr, client_addr};
 use crate::db::migrate;
+use crate::db::pool::run;
 use crate::graphql::guard::OverHttp;
 use crate::graphql::{self, PodforgeSchema, error::request_error};
 
@@ -236,8 +237,9 @@ async fn healthz() -> &'static str {
 /// Readiness: the database answers and the newest migration is applied.
 async fn readyz(State(state): State<HttpState>) -> Response {
     let check = async {
-        let mut conn = state.app.pool.get().await.context("no database connection")?;
-        migrate::is_current(&mut conn, &state.app.latest_migration).await
+        run!(state.app.pool, anyhow::Error, async |conn| {
+            migrate::is_current(conn, &state.app.latest_migration).await
+        })
     };
     match tokio::time::timeout(Duration::from_secs(3), check).await {
         Ok(Ok(true)) => (StatusCode::OK, "ready").into_response(),

@@ -10,6 +10,7 @@ use diesel_async::AsyncConnection;
 use crate::app::App;
 use crate::auth::client::ClientAddr;
 use crate::auth::{Viewer, password, token};
+use crate::db::pool::run;
 use crate::db::users::{self, NewUser, User};
 use crate::domain::{SessionId, UserId};
 use crate::error::{ApiError, ApiResult};
@@ -100,28 +101,29 @@ pub async fn register(
     email: &str,
     password_text: String,
 ) -> ApiResult<AuthTokens> {
-    let mut conn = app.pool.get().await?;
-    throttle::address(app, &mut conn, from).await?;
-    let email = normalize_email(email)?;
-    password::check_policy(&password_text, &email)?;
-    throttle::account(app, &mut conn, &format!("register:{email}")).await?;
+    let email = run!(app.pool, ApiError, async |conn| {
+        throttle::address(app, conn, from).await?;
+        let email = normalize_email(email)?;
+        password::check_policy(&password_text, &email)?;
+        throttle::account(app, conn, &format!("register:{email}")).await?;
+        Ok(email)
+    })?;
     // No connection is held while the hash waits for room and runs.
-    drop(conn);
     let hash = password::hash(&app.hasher, password_text, app.hash_params()).await?;
-    let mut conn = app.pool.get().await?;
-    conn.transaction(async |conn| {
-        let user = users::insert(
-            conn,
-            &NewUser {
-                id: UserId::new(),
-                email: &email,
-                password_hash: &hash,
-            },
-        )
-        .await?;
-        start_session(app, conn, user).await
-    })
-    .await
+    run!(app.pool, ApiError, async |conn| conn
+        .transaction(async |conn| {
+            let user = users::insert(
+                conn,
+                &NewUser {
+                    id: UserId::new(),
+                    email: &email,
+                    password_hash: &hash,
+                },
+            )
+            .await?;
+            start_session(app, conn, user).await
+        })
+        .await)
 }
 
 /// The account with `email`, registered with `password` if there is none
@@ -130,10 +132,11 @@ pub async fn register(
 /// Errors: as [`register`] when the account must be created.
 pub async fn find_or_register(app: &App, email: &str, password_text: &str) -> ApiResult<User> {
     let normalized = normalize_email(email)?;
-    let existing = {
-        let mut conn = app.pool.get().await?;
-        users::find_by_email(&mut conn, &normalized).await?
-    };
+    let existing = run!(app.pool, ApiError, async |conn| Ok(users::find_by_email(
+        conn,
+        &normalized
+    )
+    .await?))?;
     match existing {
         Some(user) => Ok(user),
         None => Ok(register(app, None, &normalized, password_text.to_owned()).await?.user),
@@ -148,17 +151,16 @@ pub async fn find_or_register(app: &App, email: &str, password_text: &str) -> Ap
 /// or not (so the throttle does not tell either).
 pub async fn login(app: &App, from: Option<ClientAddr>, email: &str, password_text: String) -> ApiResult<AuthTokens> {
     let wrong = || ApiError::Unauthenticated("wrong email or password".into());
-    let user = {
-        let mut conn = app.pool.get().await?;
-        throttle::address(app, &mut conn, from).await?;
+    let user = run!(app.pool, ApiError, async |conn| {
+        throttle::address(app, conn, from).await?;
         // Oversized input cannot match a stored password; refuse before hashing it.
         if password_text.chars().count() > password::MAX_PASSWORD_CHARS || email.len() > MAX_EMAIL_BYTES * 2 {
             return Err(wrong());
         }
         let email = email.trim().to_lowercase();
-        throttle::account(app, &mut conn, &format!("login:{email}")).await?;
-        users::find_by_email(&mut conn, &email).await?
-    };
+        throttle::account(app, conn, &format!("login:{email}")).await?;
+        Ok(users::find_by_email(conn, &email).await?)
+    })?;
     let Some(user) = user else {
         // Spend the same work as a real check.
         let _ = password::verify(&app.hasher, password_text, app.dummy_hash().await?).await;
@@ -167,9 +169,10 @@ pub async fn login(app: &App, from: Option<ClientAddr>, email: &str, password_te
     if !password::verify(&app.hasher, password_text, user.password_hash.clone()).await? {
         return Err(wrong());
     }
-    let mut conn = app.pool.get().await?;
-    conn.transaction(async |conn| start_session(app, conn, user).await)
-        .await
+    run!(app.pool, ApiError, async |conn| {
+        conn.transaction(async |conn| start_session(app, conn, user).await)
+            .await
+    })
 }
 
 /// Why a refresh failed; reuse is worth a warning in the logs.
@@ -189,14 +192,13 @@ enum Refusal {
 /// Errors: UNAUTHENTICATED for an unknown, expired, reused or revoked token;
 /// RATE_LIMITED for too many attempts from `from` or for the token's account.
 pub async fn refresh(app: &App, from: Option<ClientAddr>, refresh_token: &str) -> ApiResult<AuthTokens> {
-    let mut conn = app.pool.get().await?;
-    throttle::address(app, &mut conn, from).await?;
-    if refresh_token.len() > 256 {
-        return Err(ApiError::Unauthenticated("the refresh token is invalid".into()));
-    }
-    let hash = token::hash_refresh_token(refresh_token.trim());
-    let outcome: Result<AuthTokens, Refusal> = conn
-        .transaction::<_, ApiError, _>(async |conn| {
+    let outcome: Result<AuthTokens, Refusal> = run!(app.pool, ApiError, async |conn| {
+        throttle::address(app, conn, from).await?;
+        if refresh_token.len() > 256 {
+            return Err(ApiError::Unauthenticated("the refresh token is invalid".into()));
+        }
+        let hash = token::hash_refresh_token(refresh_token.trim());
+        conn.transaction::<_, ApiError, _>(async |conn| {
             let Some((row, user_id, revoked_at)) = users::lock_refresh_token(conn, &hash).await? else {
                 return Ok(Err(Refusal::Unknown));
             };
@@ -216,7 +218,8 @@ pub async fn refresh(app: &App, from: Option<ClientAddr>, refresh_token: &str) -
             let user = users::find(conn, user_id).await?.ok_or(ApiError::NotFound("user"))?;
             issue(app, conn, row.session_id, user).await.map(Ok)
         })
-        .await?;
+        .await
+    })?;
     outcome.map_err(|refusal| {
         let message = match refusal {
             Refusal::Unknown => "the refresh token is invalid",
@@ -233,19 +236,21 @@ pub async fn refresh(app: &App, from: Option<ClientAddr>, refresh_token: &str) -
 
 /// Ends the viewer's session: its refresh token and access tokens stop working.
 pub async fn logout(app: &App, viewer: &Viewer) -> ApiResult<bool> {
-    let mut conn = app.pool.get().await?;
-    users::revoke_session(&mut conn, viewer.session_id, "logout").await?;
-    Ok(true)
+    run!(app.pool, ApiError, async |conn| {
+        users::revoke_session(conn, viewer.session_id, "logout").await?;
+        Ok(true)
+    })
 }
 
 /// The viewer's account.
 ///
 /// Errors: UNAUTHENTICATED when the account was deleted.
 pub async fn me(app: &App, viewer: &Viewer) -> ApiResult<User> {
-    let mut conn = app.pool.get().await?;
-    users::find(&mut conn, viewer.user_id)
-        .await?
-        .ok_or_else(|| ApiError::Unauthenticated("the account no longer exists".into()))
+    run!(app.pool, ApiError, async |conn| {
+        users::find(conn, viewer.user_id)
+            .await?
+            .ok_or_else(|| ApiError::Unauthenticated("the account no longer exists".into()))
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::app::App;
 use crate::auth::Viewer;
 use crate::db;
 use crate::db::podcasts::{self, NewPodcast, Podcast};
+use crate::db::pool::run;
 use crate::domain::{Host, PodcastFormat, PodcastId, PodcastStatus, SourceRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::NewJob;
@@ -314,26 +315,29 @@ pub fn assign_voices(speech: &dyn SpeechProvider, language: &str, hosts: &mut [H
 /// already has `max_active_generations` generations running.
 pub async fn request(app: &App, viewer: &Viewer, req: GenerationRequest) -> ApiResult<Podcast> {
     let new = validate_with(viewer, req, app.speech.as_deref())?;
-    let mut conn = app.pool.get().await?;
     let cap = app.config.limits.max_active_generations;
     // The owner's row lock serialises this user's requests, so a repeated
     // idempotency key is always seen here (the unique index is the backstop).
-    let (podcast, created) = db::retry::transaction!(conn, ApiError, async |conn| {
-        podcasts::lock_owner(conn, viewer.user_id).await?;
-        if let Some(key) = &new.idempotency_key
-            && let Some(existing) = podcasts::find_by_idempotency_key(conn, viewer.user_id, key).await?
-        {
-            return Ok((existing, false));
+    let (podcast, created) = run!(app.pool, ApiError, async |conn| db::retry::transaction!(
+        conn,
+        ApiError,
+        async |conn| {
+            podcasts::lock_owner(conn, viewer.user_id).await?;
+            if let Some(key) = &new.idempotency_key
+                && let Some(existing) = podcasts::find_by_idempotency_key(conn, viewer.user_id, key).await?
+            {
+                return Ok((existing, false));
+            }
+            check_cap(conn, viewer, cap).await?;
+            let podcast = podcasts::insert(conn, &new).await?;
+            enqueue_generation(conn, podcast.id, app.config.jobs.max_attempts).await?;
+            Ok((podcast, true))
         }
-        check_cap(conn, viewer, cap).await?;
-        let podcast = podcasts::insert(conn, &new).await?;
-        enqueue_generation(conn, podcast.id, app.config.jobs.max_attempts).await?;
-        Ok((podcast, true))
-    })?;
+    ))?;
     if !created {
         return Ok(podcast);
     }
-    app.jobs_enqueued(&mut conn).await;
+    app.jobs_enqueued().await;
     app.hub.publish_library(LibraryNotice {
         user: viewer.user_id,
         podcast: podcast.id,
@@ -386,44 +390,47 @@ async fn enqueue_generation(
 /// Errors: NOT_FOUND when missing or someone else's; CONFLICT when it already
 /// completed or failed. Cancelling a cancelled podcast returns it unchanged.
 pub async fn cancel(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podcast> {
-    let mut conn = app.pool.get().await?;
-    let (request, event) = db::retry::transaction!(conn, ApiError, async |conn| {
-        let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
-            .await?
-            .ok_or(ApiError::NotFound("podcast"))?;
-        match podcast.status {
-            PodcastStatus::Cancelled => return Ok((CancelRequest::NoActiveJob, None)),
-            PodcastStatus::Completed | PodcastStatus::Failed => {
-                return Err(ApiError::Conflict(format!(
-                    "the generation has already {}",
-                    podcast.status.as_str()
-                )));
-            }
-            _ => {}
-        }
-        let request = queue::request_cancel(conn, &job_key(id)).await?;
-        let event = match request {
-            // The worker will stop and record the cancellation itself.
-            CancelRequest::Requested(_) => None,
-            CancelRequest::CancelledQueued(_) | CancelRequest::NoActiveJob => {
-                let run = podcasts::generation_run(conn, id).await?;
-                progress::append(
-                    conn,
-                    id,
-                    &NewEvent::new(EventKind::Cancelled, "cancelled by its owner")
-                        .status(PodcastStatus::Cancelled)
-                        .dedupe(format!("cancelled:{run}")),
-                )
+    let (request, event) = run!(app.pool, ApiError, async |conn| db::retry::transaction!(
+        conn,
+        ApiError,
+        async |conn| {
+            let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
                 .await?
+                .ok_or(ApiError::NotFound("podcast"))?;
+            match podcast.status {
+                PodcastStatus::Cancelled => return Ok((CancelRequest::NoActiveJob, None)),
+                PodcastStatus::Completed | PodcastStatus::Failed => {
+                    return Err(ApiError::Conflict(format!(
+                        "the generation has already {}",
+                        podcast.status.as_str()
+                    )));
+                }
+                _ => {}
             }
-        };
-        Ok((request, event))
-    })?;
+            let request = queue::request_cancel(conn, &job_key(id)).await?;
+            let event = match request {
+                // The worker will stop and record the cancellation itself.
+                CancelRequest::Requested(_) => None,
+                CancelRequest::CancelledQueued(_) | CancelRequest::NoActiveJob => {
+                    let run = podcasts::generation_run(conn, id).await?;
+                    progress::append(
+                        conn,
+                        id,
+                        &NewEvent::new(EventKind::Cancelled, "cancelled by its owner")
+                            .status(PodcastStatus::Cancelled)
+                            .dedupe(format!("cancelled:{run}")),
+                    )
+                    .await?
+                }
+            };
+            Ok((request, event))
+        }
+    ))?;
     if let CancelRequest::Requested(job) = request {
         // Prompt stop: the process running the job hears this at once (its
         // heartbeat would notice within a third of the lease otherwise).
         app.workers.cancel_local(job);
-        let _ = queue::notify(&mut conn, queue::CANCEL_CHANNEL, &job.to_string()).await;
+        app.notify_cancel(job).await;
     }
     if let Some(e) = event {
         app.hub.publish(e);
@@ -433,9 +440,11 @@ pub async fn cancel(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podc
             change: LibraryChange::Updated,
         });
     }
-    podcasts::find_owned(&mut conn, viewer.user_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("podcast"))
+    run!(app.pool, ApiError, async |conn| {
+        podcasts::find_owned(conn, viewer.user_id, id)
+            .await?
+            .ok_or(ApiError::NotFound("podcast"))
+    })
 }
 
 /// Runs a FAILED or CANCELLED generation again. Finished stages are kept, so
@@ -444,25 +453,28 @@ pub async fn cancel(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podc
 /// Errors: NOT_FOUND when missing or someone else's; CONFLICT unless FAILED or
 /// CANCELLED; RATE_LIMITED at the concurrency cap.
 pub async fn retry(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podcast> {
-    let mut conn = app.pool.get().await?;
     let cap = app.config.limits.max_active_generations;
-    let podcast = db::retry::transaction!(conn, ApiError, async |conn| {
-        podcasts::lock_owner(conn, viewer.user_id).await?;
-        let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
-            .await?
-            .ok_or(ApiError::NotFound("podcast"))?;
-        if !matches!(podcast.status, PodcastStatus::Failed | PodcastStatus::Cancelled) {
-            return Err(ApiError::Conflict(format!(
-                "only failed or cancelled generations can be retried; this one is {}",
-                podcast.status.as_str()
-            )));
+    let podcast = run!(app.pool, ApiError, async |conn| db::retry::transaction!(
+        conn,
+        ApiError,
+        async |conn| {
+            podcasts::lock_owner(conn, viewer.user_id).await?;
+            let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
+                .await?
+                .ok_or(ApiError::NotFound("podcast"))?;
+            if !matches!(podcast.status, PodcastStatus::Failed | PodcastStatus::Cancelled) {
+                return Err(ApiError::Conflict(format!(
+                    "only failed or cancelled generations can be retried; this one is {}",
+                    podcast.status.as_str()
+                )));
+            }
+            check_cap(conn, viewer, cap).await?;
+            let podcast = podcasts::requeue(conn, id).await?;
+            enqueue_generation(conn, id, app.config.jobs.max_attempts).await?;
+            Ok(podcast)
         }
-        check_cap(conn, viewer, cap).await?;
-        let podcast = podcasts::requeue(conn, id).await?;
-        enqueue_generation(conn, id, app.config.jobs.max_attempts).await?;
-        Ok(podcast)
-    })?;
-    app.jobs_enqueued(&mut conn).await;
+    ))?;
+    app.jobs_enqueued().await;
     app.hub.publish_library(LibraryNotice {
         user: viewer.user_id,
         podcast: id,
@@ -502,9 +514,8 @@ pub async fn regenerate_audio(app: &App, viewer: &Viewer, id: PodcastId, voices:
     if voices.is_empty() || voices.len() > *HOSTS.end() {
         return Err(bad("hosts", format!("name 1 to {} hosts and their voices", HOSTS.end())));
     }
-    let mut conn = app.pool.get().await?;
     let cap = app.config.limits.max_active_generations;
-    let podcast = db::retry::transaction!(conn, ApiError, async |conn| {
+    let podcast = run!(app.pool, ApiError, async |conn| db::retry::transaction!(conn, ApiError, async |conn| {
         podcasts::lock_owner(conn, viewer.user_id).await?;
         let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
             .await?
@@ -545,8 +556,8 @@ pub async fn regenerate_audio(app: &App, viewer: &Viewer, id: PodcastId, voices:
         let podcast = podcasts::requeue(conn, id).await?;
         enqueue_generation(conn, id, app.config.jobs.max_attempts).await?;
         Ok(podcast)
-    })?;
-    app.jobs_enqueued(&mut conn).await;
+    }))?;
+    app.jobs_enqueued().await;
     app.hub.publish_library(LibraryNotice {
         user: viewer.user_id,
         podcast: id,

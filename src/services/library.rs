@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::app::App;
 use crate::auth::Viewer;
 use crate::db::podcasts::{self, Keyset, LibraryFilter, Order, Podcast, PodcastEdit};
+use crate::db::pool::run;
 use crate::domain::{PodcastId, PodcastStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::queue::{self, CancelRequest};
@@ -127,9 +128,10 @@ pub async fn page(
     first: i32,
     after: Option<Keyset>,
 ) -> ApiResult<Page> {
-    let mut conn = app.pool.get().await?;
     // One extra row tells whether a next page exists.
-    let mut rows = podcasts::page(&mut conn, viewer.user_id, filter, order, after, i64::from(first) + 1).await?;
+    let mut rows = run!(app.pool, ApiError, async |conn| {
+        Ok(podcasts::page(conn, viewer.user_id, filter, order, after, i64::from(first) + 1).await?)
+    })?;
     let has_next_page = rows.len() > first as usize;
     rows.truncate(first as usize);
     Ok(Page {
@@ -140,8 +142,12 @@ pub async fn page(
 
 /// How many of the viewer's podcasts match `filter`.
 pub async fn count(app: &App, viewer: &Viewer, filter: &LibraryFilter) -> ApiResult<i64> {
-    let mut conn = app.pool.get().await?;
-    Ok(podcasts::count(&mut conn, viewer.user_id, filter).await?)
+    run!(app.pool, ApiError, async |conn| Ok(podcasts::count(
+        conn,
+        viewer.user_id,
+        filter
+    )
+    .await?))
 }
 
 /// Whether rows exist before `after` (Relay's hasPreviousPage).
@@ -152,8 +158,9 @@ pub async fn has_previous(
     order: Order,
     after: Keyset,
 ) -> ApiResult<bool> {
-    let mut conn = app.pool.get().await?;
-    Ok(podcasts::exists_before(&mut conn, viewer.user_id, filter, order, after).await?)
+    run!(app.pool, ApiError, async |conn| {
+        Ok(podcasts::exists_before(conn, viewer.user_id, filter, order, after).await?)
+    })
 }
 
 /// The finished stages' outputs of a podcast the caller has already read
@@ -162,21 +169,26 @@ pub async fn stage_outputs(
     app: &App,
     id: PodcastId,
 ) -> ApiResult<std::collections::HashMap<crate::domain::StageKind, serde_json::Value>> {
-    let mut conn = app.pool.get().await?;
-    Ok(podcasts::stage_outputs(&mut conn, id).await?.into_iter().collect())
+    let outputs = run!(app.pool, ApiError, async |conn| Ok(
+        podcasts::stage_outputs(conn, id).await?
+    ))?;
+    Ok(outputs.into_iter().collect())
 }
 
 /// The finished episode file of a podcast the caller has already read
 /// (ownership was checked then); `None` until it has audio.
 pub async fn audio(app: &App, id: PodcastId) -> ApiResult<Option<crate::db::media::Media>> {
-    let mut conn = app.pool.get().await?;
-    Ok(crate::db::media::find(&mut conn, id, crate::db::media::EPISODE).await?)
+    run!(app.pool, ApiError, async |conn| Ok(crate::db::media::find(conn, id, crate::db::media::EPISODE).await?))
 }
 
 /// The viewer's podcast `id`, or `None` when missing or someone else's.
 pub async fn get(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Option<Podcast>> {
-    let mut conn = app.pool.get().await?;
-    Ok(podcasts::find_owned(&mut conn, viewer.user_id, id).await?)
+    run!(app.pool, ApiError, async |conn| Ok(podcasts::find_owned(
+        conn,
+        viewer.user_id,
+        id
+    )
+    .await?))
 }
 
 fn clean_text(field: &str, value: String, max: usize) -> ApiResult<String> {
@@ -238,10 +250,11 @@ pub fn validate_edit(
 ///
 /// Errors: NOT_FOUND when missing or someone else's; BAD_USER_INPUT from [`validate_edit`].
 pub async fn update(app: &App, viewer: &Viewer, id: PodcastId, edit: PodcastEdit) -> ApiResult<Podcast> {
-    let mut conn = app.pool.get().await?;
-    let podcast = podcasts::update_owned(&mut conn, viewer.user_id, id, &edit)
-        .await?
-        .ok_or(ApiError::NotFound("podcast"))?;
+    let podcast = run!(app.pool, ApiError, async |conn| {
+        podcasts::update_owned(conn, viewer.user_id, id, &edit)
+            .await?
+            .ok_or(ApiError::NotFound("podcast"))
+    })?;
     app.hub.publish_library(LibraryNotice {
         user: viewer.user_id,
         podcast: id,
@@ -255,16 +268,17 @@ pub async fn update(app: &App, viewer: &Viewer, id: PodcastId, edit: PodcastEdit
 ///
 /// Errors: NOT_FOUND when missing or someone else's.
 pub async fn delete(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<PodcastId> {
-    let mut conn = app.pool.get().await?;
-    let cancelled = crate::db::retry::transaction!(conn, ApiError, async |conn| {
-        if !podcasts::delete_owned(conn, viewer.user_id, id).await? {
-            return Err(ApiError::NotFound("podcast"));
-        }
-        Ok(queue::request_cancel(conn, &job_key(id)).await?)
+    let cancelled = run!(app.pool, ApiError, async |conn| {
+        crate::db::retry::transaction!(conn, ApiError, async |conn| {
+            if !podcasts::delete_owned(conn, viewer.user_id, id).await? {
+                return Err(ApiError::NotFound("podcast"));
+            }
+            Ok(queue::request_cancel(conn, &job_key(id)).await?)
+        })
     })?;
     if let CancelRequest::Requested(job) = cancelled {
         app.workers.cancel_local(job);
-        let _ = queue::notify(&mut conn, queue::CANCEL_CHANNEL, &job.to_string()).await;
+        app.notify_cancel(job).await;
     }
     // The rows went with the podcast; the objects go now. A failure leaves
     // unreachable objects behind (nothing refers to them), never a podcast

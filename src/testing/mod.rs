@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 pub mod documents;
 pub mod mock_provider;
 pub mod mock_speech;
+pub mod pgbouncer;
 
 use crate::app::{self, App};
 use crate::config::Config;

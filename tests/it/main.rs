@@ -16,6 +16,7 @@ mod layout;
 mod library;
 mod local;
 mod pipeline;
+mod pooler;
 mod process;
 mod query_cost;
 mod schema;

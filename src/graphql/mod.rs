@@ -156,7 +156,7 @@ mod tests {
         }
         let listed: Vec<_> = PAGED_FIELDS
             .iter()
-            .map(|p| ("QueryRoot".to_owned(), p.field.to_owned(), p.argument.to_owned()))
+            .map(|p| ("Query".to_owned(), p.field.to_owned(), p.argument.to_owned()))
             .collect();
         assert_eq!(paged, listed);
     }

@@ -18,8 +18,9 @@ use crate::pipeline::JOB_KIND;
 use crate::pipeline::runner::{GeneratePodcastPayload, job_key};
 use crate::progress::{self, EventKind, LibraryChange, LibraryNotice, NewEvent};
 
-/// Topic length, characters.
-pub const TOPIC_CHARS: std::ops::RangeInclusive<usize> = 1..=500;
+/// Topic length, characters (after trimming). The API's descriptions state
+/// this and every bound below; `tests/it/schema.rs` checks that they agree.
+pub const TOPIC_CHARS: std::ops::RangeInclusive<usize> = 3..=500;
 /// Most user sources per request.
 pub const MAX_SOURCES: usize = 10;
 /// Longest pasted source text, characters.
@@ -32,6 +33,16 @@ pub const TARGET_MINUTES: std::ops::RangeInclusive<i32> = 1..=60;
 pub const HOSTS: std::ops::RangeInclusive<usize> = 1..=4;
 /// Host name length, characters.
 pub const HOST_NAME_CHARS: std::ops::RangeInclusive<usize> = 1..=40;
+/// Longest host persona, characters.
+pub const MAX_PERSONA_CHARS: usize = 500;
+/// Longest audience, characters.
+pub const MAX_AUDIENCE_CHARS: usize = 200;
+/// Longest tone, characters.
+pub const MAX_TONE_CHARS: usize = 100;
+/// Longest instructions, characters.
+pub const MAX_INSTRUCTIONS_CHARS: usize = 2_000;
+/// Longest idempotency key, characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 100;
 
 /// A generation request as the API received it (strings untrimmed, unchecked).
 #[derive(Debug, Clone, Default)]
@@ -121,7 +132,7 @@ pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast
     }
     let language = canonical_language(req.language.as_deref().unwrap_or("en"))?;
     let clean_hosts = validate_hosts(format, req.hosts)?;
-    let idempotency_key = optional_text("input.idempotencyKey", req.idempotency_key, 100)?;
+    let idempotency_key = optional_text("input.idempotencyKey", req.idempotency_key, MAX_IDEMPOTENCY_KEY_CHARS)?;
     Ok(NewPodcast {
         id: PodcastId::new(),
         owner_id: viewer.user_id,
@@ -130,15 +141,15 @@ pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast
         language,
         target_duration_seconds: minutes * 60,
         hosts: serde_json::to_value(&clean_hosts).map_err(anyhow::Error::from)?,
-        audience: optional_text("input.audience", req.audience, 200)?,
-        tone: optional_text("input.tone", req.tone, 100)?,
-        instructions: optional_text("input.instructions", req.instructions, 2_000)?,
+        audience: optional_text("input.audience", req.audience, MAX_AUDIENCE_CHARS)?,
+        tone: optional_text("input.tone", req.tone, MAX_TONE_CHARS)?,
+        instructions: optional_text("input.instructions", req.instructions, MAX_INSTRUCTIONS_CHARS)?,
         requested_sources: serde_json::to_value(&sources).map_err(anyhow::Error::from)?,
         idempotency_key,
     })
 }
 
-/// The topic, trimmed: 3 to 500 characters, no control characters.
+/// The topic, trimmed: [`TOPIC_CHARS`] characters, no control characters.
 fn validate_topic(topic: &str) -> ApiResult<String> {
     let topic = topic.trim().to_owned();
     if !TOPIC_CHARS.contains(&topic.chars().count()) {
@@ -231,7 +242,14 @@ fn validate_hosts(format: PodcastFormat, hosts: Vec<Host>) -> ApiResult<Vec<Host
         let field = format!("input.hosts[{i}].name");
         let name = host.name.trim().to_owned();
         if !HOST_NAME_CHARS.contains(&name.chars().count()) {
-            return Err(bad(&field, "host names must be 1 to 40 characters"));
+            return Err(bad(
+                &field,
+                format!(
+                    "host names must be {} to {} characters",
+                    HOST_NAME_CHARS.start(),
+                    HOST_NAME_CHARS.end()
+                ),
+            ));
         }
         // Names become speaker labels: keep them plain.
         if name.chars().any(|c| c.is_control() || ":[]<>{}\"*#".contains(c)) {
@@ -243,7 +261,7 @@ fn validate_hosts(format: PodcastFormat, hosts: Vec<Host>) -> ApiResult<Vec<Host
         if clean_hosts.iter().any(|h| h.name.to_lowercase() == name.to_lowercase()) {
             return Err(bad(&field, "host names must be distinct"));
         }
-        let persona = optional_text(&format!("input.hosts[{i}].persona"), host.persona, 500)?;
+        let persona = optional_text(&format!("input.hosts[{i}].persona"), host.persona, MAX_PERSONA_CHARS)?;
         clean_hosts.push(Host { name, persona });
     }
     match format {

@@ -18,9 +18,11 @@ use crate::pipeline::JOB_KIND;
 use crate::pipeline::runner::{GeneratePodcastPayload, job_key};
 use crate::progress::{self, EventKind, LibraryChange, LibraryNotice, NewEvent};
 
-/// Topic length, characters (after trimming). The API's descriptions state
-/// this and every bound below; `tests/it/schema.rs` checks that they agree.
-pub const TOPIC_CHARS: std::ops::RangeInclusive<usize> = 3..=500;
+/// Topic length, characters (after trimming). One character is enough: in
+/// Chinese or Japanese one is a topic ("猫", cat). The API's descriptions
+/// state this and every bound below; `tests/it/schema.rs` checks that they
+/// agree.
+pub const TOPIC_CHARS: std::ops::RangeInclusive<usize> = 1..=500;
 /// Most user sources per request.
 pub const MAX_SOURCES: usize = 10;
 /// Longest pasted source text, characters.
@@ -477,6 +479,56 @@ mod tests {
         assert_eq!(p.language, "en");
         assert_eq!(p.target_duration_seconds, 600);
         assert_eq!(p.hosts.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn every_text_bound_is_enforced_at_its_edge() {
+        let base = || GenerationRequest {
+            topic: "The history of cats".into(),
+            ..Default::default()
+        };
+        let at = |n: usize| "a".repeat(n);
+        let topic = |t: String| GenerationRequest { topic: t, ..base() };
+        assert!(
+            validate(&viewer(), topic("猫".into())).is_ok(),
+            "one character is a topic"
+        );
+        assert!(validate(&viewer(), topic(at(*TOPIC_CHARS.end()))).is_ok());
+        assert_eq!(
+            field_of(validate(&viewer(), topic(at(*TOPIC_CHARS.end() + 1)))),
+            "input.topic"
+        );
+        type Setter = fn(&mut GenerationRequest, String);
+        let optional: [(&str, usize, Setter); 5] = [
+            ("input.audience", MAX_AUDIENCE_CHARS, |r, v| r.audience = Some(v)),
+            ("input.tone", MAX_TONE_CHARS, |r, v| r.tone = Some(v)),
+            ("input.instructions", MAX_INSTRUCTIONS_CHARS, |r, v| {
+                r.instructions = Some(v)
+            }),
+            ("input.idempotencyKey", MAX_IDEMPOTENCY_KEY_CHARS, |r, v| {
+                r.idempotency_key = Some(v)
+            }),
+            ("input.hosts[0].persona", MAX_PERSONA_CHARS, |r, v| {
+                r.hosts = vec![
+                    Host {
+                        name: "Ada".into(),
+                        persona: Some(v),
+                    },
+                    Host {
+                        name: "Bo".into(),
+                        persona: None,
+                    },
+                ]
+            }),
+        ];
+        for (field, max, set) in optional {
+            let mut ok = base();
+            set(&mut ok, at(max));
+            assert!(validate(&viewer(), ok).is_ok(), "{field} at {max}");
+            let mut over = base();
+            set(&mut over, at(max + 1));
+            assert_eq!(field_of(validate(&viewer(), over)), field);
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   for _ in $(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break; sleep 1; done
 fi
 
-# The real npm websocket clients used by tests/it/clients.rs (pinned by package-lock.json).
+# The real npm clients used by tests/it/clients.rs (graphql-ws, subscriptions-transport-ws,
+# Apollo Client, urql, graphql-http's audits; pinned by package-lock.json).
 if [ ! -d tests/clients/node_modules ] || [ tests/clients/package-lock.json -nt tests/clients/node_modules ]; then
   npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 fi

@@ -299,6 +299,15 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Origins allowed by CORS; `*` allows any (`PODFORGE_CORS_ORIGINS`, comma separated).
     pub cors_origins: Vec<String>,
+    /// Request headers a cross-origin client may send (`PODFORGE_CORS_HEADERS`,
+    /// comma separated, lower case; `*` allows any). The default,
+    /// [`DEFAULT_CORS_HEADERS`], includes Apollo Client's client-awareness
+    /// headers.
+    pub cors_headers: Vec<String>,
+    /// Most documents the automatic persisted query cache holds (an LRU per
+    /// process, `PODFORGE_APQ_CACHE_ENTRIES`); 0 turns APQ off, and hashed
+    /// requests are then answered PERSISTED_QUERY_NOT_SUPPORTED.
+    pub apq_cache_entries: usize,
     /// Request limits.
     pub limits: Limits,
     /// Job queue and workers.
@@ -382,6 +391,20 @@ pub struct MediaConfig {
     pub url_ttl: Duration,
 }
 
+/// The request headers CORS allows by default: what `fetch`-based GraphQL
+/// clients send (Apollo Client's client-awareness and CSRF-prevention headers
+/// included) and this service's request id.
+pub const DEFAULT_CORS_HEADERS: &[&str] = &[
+    "accept",
+    "authorization",
+    "content-type",
+    "apollographql-client-name",
+    "apollographql-client-version",
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+    "x-request-id",
+];
+
 /// Reads one typed variable through `lookup`.
 struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
@@ -449,6 +472,20 @@ impl Config {
                     .collect()
             })
             .unwrap_or_else(|| if production { Vec::new() } else { vec!["*".to_owned()] });
+        if let Some(Some(bad)) = env.raw("PODFORGE_CORS_HEADERS").map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .find(|h| {
+                    !h.is_empty()
+                        && *h != "*"
+                        && !h
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b))
+                })
+                .map(str::to_owned)
+        }) {
+            bail!("PODFORGE_CORS_HEADERS: {bad:?} is not a header name");
+        }
         let bind = env
             .parse("PODFORGE_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))
             .context("PODFORGE_BIND must be host:port, e.g. 0.0.0.0:8080")?;
@@ -458,6 +495,16 @@ impl Config {
             database: DatabaseConfig::from_env(&env)?,
             auth: AuthConfig::from_env(&env, production)?,
             cors_origins,
+            cors_headers: env
+                .raw("PODFORGE_CORS_HEADERS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_ascii_lowercase())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_else(|| DEFAULT_CORS_HEADERS.iter().map(|h| (*h).to_owned()).collect()),
+            apq_cache_entries: env.parse("PODFORGE_APQ_CACHE_ENTRIES", 2000)?,
             limits: Limits::from_env(&env)?,
             jobs: JobsConfig::from_env(&env)?,
             ws: WsConfig::from_env(&env)?,
@@ -757,6 +804,20 @@ mod tests {
         assert_eq!(c.trusted_proxy, TrustedProxy::None);
         assert_eq!(c.auth.hash_memory_budget_kib, 64 * 1024);
         assert_eq!(c.auth.throttle.account_limit, 10);
+    }
+
+    #[test]
+    fn cors_headers_default_to_what_graphql_clients_send_and_can_be_set() {
+        let c = config(&[]).unwrap();
+        assert!(
+            c.cors_headers.iter().any(|h| h == "apollographql-client-name"),
+            "{:?}",
+            c.cors_headers
+        );
+        let c = config(&[("PODFORGE_CORS_HEADERS", "Authorization, Content-Type,x-trace")]).unwrap();
+        assert_eq!(c.cors_headers, vec!["authorization", "content-type", "x-trace"]);
+        assert!(config(&[("PODFORGE_CORS_HEADERS", "bad header")]).is_err());
+        assert_eq!(config(&[]).unwrap().apq_cache_entries, 2000);
     }
 
     #[test]

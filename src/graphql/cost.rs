@@ -398,7 +398,7 @@ mod tests {
 
     #[test]
     fn fields_aliases_spreads_and_inline_fragments_count() {
-        let q = "{ me { id a: id __typename } ...F ... on QueryRoot { x } } fragment F on QueryRoot { y z }";
+        let q = "{ me { id a: id __typename } ...F ... on Query { x } } fragment F on Query { y z }";
         // me, id, a: id, __typename (4) + spread (1) + y z (2) + x (1)
         assert_eq!(cost_of(q, json!({})).unwrap().cost, 8);
         assert_eq!(cost_of(q, json!({})).unwrap().depth, 2);
@@ -432,7 +432,8 @@ mod tests {
         assert_eq!(literal("(first: -1)"), 2);
         assert_eq!(literal("(first: \"ten\")"), 2, "does not coerce");
         // Through a fragment, with the alias counted apart.
-        let q = "{ ...P a: podcasts(first: 2) { totalCount } } fragment P on QueryRoot { podcasts(first: 3) { totalCount } }";
+        let q =
+            "{ ...P a: podcasts(first: 2) { totalCount } } fragment P on Query { podcasts(first: 3) { totalCount } }";
         assert_eq!(cost_of(q, json!({})).unwrap().cost, (1 + 1 + 3) + (1 + 2));
     }
 

@@ -14,7 +14,10 @@
 //! through fragments, while `PODFORGE_INTROSPECTION` is off, the production
 //! default), WEBSOCKET_REQUIRED (a subscription posted to `/graphql`; the
 //! message names `/graphql/ws`), BAD_REQUEST (no operation of the given name,
-//! or several operations and no name).
+//! or several operations and no name), METHOD_NOT_ALLOWED (a mutation sent by
+//! `GET /graphql`, which the HTTP layer answers with status 405; checked
+//! here, after automatic persisted queries have supplied the document, so a
+//! hashed mutation sent by GET is refused too).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -31,6 +34,11 @@ use super::error::coded;
 /// cannot be served. The HTTP handler adds it to each request's data.
 #[derive(Debug, Clone, Copy)]
 pub struct OverHttp;
+
+/// Marks a request that came by `GET /graphql`, where only queries run
+/// (GraphQL over HTTP: a mutation by GET is refused with 405).
+#[derive(Debug, Clone, Copy)]
+pub struct OverGet;
 
 /// The operation guards (see the module docs).
 pub struct OperationGuard {
@@ -141,6 +149,13 @@ impl Extension for Guard {
                 "introspection is disabled on this server",
                 Some(pos),
                 "INTROSPECTION_DISABLED",
+            ));
+        }
+        if operation.node.ty == OperationType::Mutation && ctx.data_opt::<OverGet>().is_some() {
+            return Err(coded(
+                "mutations are not run by GET: send them with POST /graphql",
+                Some(operation.pos),
+                "METHOD_NOT_ALLOWED",
             ));
         }
         if operation.node.ty == OperationType::Subscription && ctx.data_opt::<OverHttp>().is_some() {

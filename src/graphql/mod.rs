@@ -10,6 +10,7 @@ pub mod error;
 pub mod guard;
 pub mod limits;
 pub mod mutation;
+pub mod persisted;
 pub mod query;
 pub mod subscription;
 pub mod types;
@@ -41,9 +42,13 @@ pub fn schema() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
 /// Limits as [`limited`] applies them. Introspection is
 /// off when configured, and then refused with INTROSPECTION_DISABLED
 /// ([`guard`]), as are subscriptions sent over HTTP (WEBSOCKET_REQUIRED).
-/// [`error::ErrorCodes`] gives every error that leaves a code.
+/// [`error::ErrorCodes`] gives every error that leaves a code. Automatic
+/// persisted queries ([`persisted`]) put a stored document back as the
+/// request's text before any of these run, so it is checked like a sent one.
 pub fn build(app: Arc<App>) -> PodforgeSchema {
-    let mut builder = limited(schema(), &app.config.limits)
+    // APQ first: extensions' request hooks run in the order they were added.
+    let apq = persisted::PersistedQueries::new(app.config.apq_cache_entries);
+    let mut builder = limited(schema().extension(apq), &app.config.limits)
         .extension(error::ErrorCodes)
         .extension(guard::OperationGuard {
             introspection: app.config.introspection,
@@ -156,7 +161,7 @@ mod tests {
         }
         let listed: Vec<_> = PAGED_FIELDS
             .iter()
-            .map(|p| ("QueryRoot".to_owned(), p.field.to_owned(), p.argument.to_owned()))
+            .map(|p| ("Query".to_owned(), p.field.to_owned(), p.argument.to_owned()))
             .collect();
         assert_eq!(paged, listed);
     }

@@ -15,7 +15,7 @@ use crate::services::{accounts, generation, library};
 pub struct MutationRoot;
 
 /// Writes: accounts, generation requests and library edits.
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Creates an account and signs it in. BAD_USER_INPUT for a malformed email
     /// or a weak password (field `input.email` or `input.password`), CONFLICT

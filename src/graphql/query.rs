@@ -11,7 +11,7 @@ use crate::services::{accounts, library};
 pub struct QueryRoot;
 
 /// Reads: the signed-in user and their library.
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// The signed-in user. UNAUTHENTICATED without a valid access token.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {

@@ -18,7 +18,7 @@ use crate::services::library;
 pub struct SubscriptionRoot;
 
 /// Live updates over the websocket endpoint `/graphql/ws`.
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// A podcast's generation events: first those after `afterSeq` (all when
     /// omitted) from the stored stream, then live ones, each exactly once and

@@ -572,7 +572,7 @@ pub struct SourceInput {
 /// What to generate.
 #[derive(InputObject)]
 pub struct GeneratePodcastInput {
-    /// What the episode is about, 3 to 500 characters.
+    /// What the episode is about, 1 to 500 characters (after trimming).
     pub topic: String,
     /// Up to 10 sources to ground the episode in.
     #[graphql(default)]

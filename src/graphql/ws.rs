@@ -15,7 +15,16 @@
 //! subscription's stream (a `StreamMap`, no task per subscription), sends
 //! keepalives, and closes the socket when the access token expires, with 4403,
 //! a code the graphql-ws client retries on (re-running `connectionParams`, so
-//! it can present a fresh token).
+//! it can present a fresh token). One expiry rule holds at `connection_init`
+//! and for that close: a token is good until `exp` plus the token leeway
+//! (`PODFORGE_TOKEN_LEEWAY_SECS`), so a token that init accepts is never
+//! closed at once (which made clients loop accept-then-close).
+//!
+//! A client's close frame is answered with one (the client then sees its
+//! own code, not 1006). A rejected legacy init is answered as
+//! subscriptions-transport-ws expects: `connection_error`, then an `error`
+//! for every `start` the client sent behind its init (that is how the
+//! refusal reaches its subscribers), then a 4403 close.
 //!
 //! Gauges ([`crate::app::WsStats`]): the connection holds one unit of the
 //! open-sockets gauge and each operation's stream one unit of the
@@ -53,6 +62,11 @@ pub const LEGACY_WS: &str = "graphql-ws";
 const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 0;
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
+/// How long a legacy connection whose init was rejected stays open to answer
+/// the `start` messages its client sent right behind the init (the client
+/// flushes them at once; the reference server waits 10 ms).
+const LEGACY_REFUSAL_GRACE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -119,6 +133,7 @@ pub async fn upgrade(
             client,
             auth: None,
             subs: StreamMap::new(),
+            refused: None,
             _open: open,
         }
         .run()
@@ -167,6 +182,9 @@ struct Connection {
     /// Set once `connection_init` was accepted: the auth and its expiry.
     auth: Option<(Arc<RequestAuth>, i64)>,
     subs: StreamMap<String, Counted>,
+    /// Set when a legacy `connection_init` was rejected: the error each
+    /// later `start` is answered with until the socket closes.
+    refused: Option<Value>,
     /// This socket's unit of the open-sockets gauge.
     _open: Gauge,
 }
@@ -181,6 +199,14 @@ impl Connection {
         let expiry = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
         tokio::pin!(expiry);
         let mut init_received = false;
+        // The expiry close and the init check apply one rule: a token is good
+        // until `exp` plus the configured leeway (the clock skew tolerated by
+        // token verification), so a token accepted at init is never closed
+        // at once.
+        let leeway = i64::try_from(self.app.config.auth.leeway.as_secs()).unwrap_or(0);
+        // After a rejected legacy init: when to close (see `reject_legacy`).
+        let refusal_close = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+        tokio::pin!(refusal_close);
 
         let close = loop {
             tokio::select! {
@@ -188,21 +214,51 @@ impl Connection {
                     let text = match msg {
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Binary(_))) => break Some(Close::new(4400, "Binary messages are not supported")),
-                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                        // The client closes: answer its close frame (the
+                        // websocket library queued the echo; closing the
+                        // sink flushes it), so it sees a clean close.
+                        Some(Ok(Message::Close(_))) => {
+                            let _ = futures_util::SinkExt::close(&mut self.socket).await;
+                            break None;
+                        }
+                        None | Some(Err(_)) => break None,
                         Some(Ok(_)) => continue, // websocket-level ping/pong
                     };
+                    if let Some(error) = &self.refused {
+                        // A rejected legacy connection answers each `start`
+                        // with the init's error, as subscriptions-transport-ws
+                        // expects, until it closes.
+                        let start: Option<Value> = serde_json::from_str(text.as_str()).ok();
+                        if let Some(id) = start
+                            .as_ref()
+                            .filter(|m| m.get("type").and_then(Value::as_str) == Some("start"))
+                            .and_then(|m| m.get("id").and_then(Value::as_str))
+                        {
+                            let message = json!({"type": "error", "id": id, "payload": error});
+                            if self.send(message).await.is_err() {
+                                break None;
+                            }
+                        }
+                        continue;
+                    }
                     // Boxed: the handler's future (authentication, a database
                     // read) is large, and inline it would make every idle
                     // socket's task that large.
                     match Box::pin(self.on_message(text.as_str(), &mut init_received)).await {
                         Ok(()) => {
                             if let Some((_, exp)) = &self.auth {
-                                let left = (*exp - chrono::Utc::now().timestamp()).max(0) as u64;
+                                let left = (*exp + leeway - chrono::Utc::now().timestamp()).max(0) as u64;
                                 expiry.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(left));
+                            }
+                            if self.refused.is_some() {
+                                refusal_close.as_mut().reset(tokio::time::Instant::now() + LEGACY_REFUSAL_GRACE);
                             }
                         }
                         Err(close) => break Some(close),
                     }
+                }
+                () = &mut refusal_close, if self.refused.is_some() => {
+                    break Some(Close::new(4403, "Forbidden"));
                 }
                 Some((id, item)) = self.subs.next(), if !self.subs.is_empty() => {
                     if let Err(()) = Box::pin(self.on_result(id, item)).await {
@@ -270,14 +326,21 @@ impl Connection {
                         }
                         Ok(())
                     }
-                    Err(reason) => {
-                        if self.protocol == Protocol::Legacy {
-                            let _ = self
-                                .send(json!({"type": "connection_error", "payload": {"message": reason, "extensions": {"code": "UNAUTHENTICATED"}}}))
-                                .await;
-                        }
-                        Err(Close::new(4403, format!("Forbidden: {reason}")))
+                    Err(reason) if self.protocol == Protocol::Legacy => {
+                        // subscriptions-transport-ws hands `connection_error`
+                        // to its connection callback only; its subscribers
+                        // learn of the refusal from an `error` for each
+                        // `start` (it sends them right after the init), as
+                        // its reference server does. So the socket stays
+                        // open for a moment to answer them, then closes.
+                        let error = json!({"message": reason, "extensions": {"code": "UNAUTHENTICATED"}});
+                        self.send(json!({"type": "connection_error", "payload": error}))
+                            .await
+                            .map_err(|()| invalid())?;
+                        self.refused = Some(error);
+                        Ok(())
                     }
+                    Err(reason) => Err(Close::new(4403, format!("Forbidden: {reason}"))),
                 }
             }
             (Protocol::Transport, "subscribe") | (Protocol::Legacy, "start") => {

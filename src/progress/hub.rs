@@ -43,6 +43,10 @@ struct Topic {
 /// The process's fan-out point.
 pub struct Hub {
     pool: DbPool,
+    /// This hub's id, sent with its library notifications so that it skips
+    /// its own when the LISTEN connection hands them back (it delivered them
+    /// locally already).
+    origin: String,
     topics: Mutex<HashMap<PodcastId, Topic>>,
     users: Mutex<HashMap<UserId, broadcast::Sender<LibraryNotice>>>,
     notify_tx: mpsc::Sender<(&'static str, String)>,
@@ -55,6 +59,7 @@ impl Hub {
         tokio::spawn(send_notifications(pool.clone(), notify_rx));
         Arc::new(Self {
             pool,
+            origin: uuid::Uuid::new_v4().simple().to_string(),
             topics: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             notify_tx,
@@ -71,11 +76,20 @@ impl Hub {
         self.deliver(Arc::new(event));
     }
 
-    /// Publishes a library change (locally and to other processes).
+    /// Publishes a library change: to local subscribers at once, and to
+    /// other processes by a notification `origin:user:podcast:change` that
+    /// this hub ignores when it comes back (each change reaches a subscriber
+    /// once).
     pub fn publish_library(&self, notice: LibraryNotice) {
         let _ = self.notify_tx.try_send((
             LIBRARY_CHANNEL,
-            format!("{}:{}:{}", notice.user, notice.podcast, notice.change.as_str()),
+            format!(
+                "{}:{}:{}:{}",
+                self.origin,
+                notice.user,
+                notice.podcast,
+                notice.change.as_str()
+            ),
         ));
         self.deliver_library(notice);
     }
@@ -120,9 +134,15 @@ impl Hub {
             }
             LIBRARY_CHANNEL => {
                 let mut parts = payload.split(':');
-                let (Some(user), Some(podcast), Some(change)) = (parts.next(), parts.next(), parts.next()) else {
+                let (Some(origin), Some(user), Some(podcast), Some(change)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
                     return;
                 };
+                if origin == self.origin {
+                    // Published here, and delivered here already.
+                    return;
+                }
                 let (Ok(user), Ok(podcast), Some(change)) =
                     (user.parse(), podcast.parse(), LibraryChange::parse(change))
                 else {

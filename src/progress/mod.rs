@@ -25,7 +25,8 @@ use crate::domain::{PodcastId, PodcastStatus, StageKind, UserId, text_enum};
 
 /// NOTIFY channel for new events (payload `podcast_id:seq`).
 pub const EVENTS_CHANNEL: &str = "podforge_events";
-/// NOTIFY channel for library changes (payload `user_id:podcast_id:kind`).
+/// NOTIFY channel for library changes (payload `origin:user_id:podcast_id:kind`,
+/// `origin` naming the publishing process's hub).
 pub const LIBRARY_CHANNEL: &str = "podforge_library";
 
 text_enum!(

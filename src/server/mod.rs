@@ -1,14 +1,15 @@
 //! The HTTP side of a process: the axum router, its handlers, and binding
 //! and serving with graceful shutdown.
 //!
-//! `POST /graphql` (single or batched operations), GraphiQL at
-//! `GET /graphql`, websockets at `/graphql/ws`, `/healthz`, `/readyz`, and
+//! `POST /graphql` (single or batched operations) and `GET /graphql`
+//! (queries), as GraphQL over HTTP defines them ([`graphql_http`]: media
+//! types, status codes); GraphiQL at `GET /graphql` for a browser asking for
+//! `text/html`; websockets at `/graphql/ws`, `/healthz`, `/readyz`, and
 //! media ([`media`]): signed episode files at `/media/<key>` and voice
 //! previews at `/voices/<id>/preview.wav`.
 //! [`bind`] and [`serve`] are split so tests bind port 0 and learn the
-//! address before serving. Request parsing uses async-graphql-axum's
-//! [`GraphQLBatchRequest`] extractor with our own rejection, so malformed
-//! requests get this service's error shape and codes.
+//! address before serving. Malformed requests get this service's error shape
+//! and codes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,16 +18,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{BatchRequest, BatchResponse, ParseRequestError};
-use async_graphql_axum::GraphQLBatchRequest;
+use async_graphql::{BatchRequest, BatchResponse};
+use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequest, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -35,8 +35,10 @@ use crate::auth::RequestAuth;
 use crate::auth::client::{ClientAddr, client_addr};
 use crate::db::migrate;
 use crate::db::pool::run;
-use crate::graphql::guard::OverHttp;
-use crate::graphql::{self, PodforgeSchema, error::request_error};
+use crate::graphql::guard::{OverGet, OverHttp};
+use crate::graphql::{self, PodforgeSchema};
+
+pub mod graphql_http;
 
 pub mod media;
 
@@ -46,18 +48,15 @@ struct HttpState {
     schema: PodforgeSchema,
 }
 
-/// The HTTP router: `POST /graphql`, GraphiQL at `GET /graphql`, websockets at
-/// `/graphql/ws`, `/healthz`, `/readyz`.
+/// The HTTP router: `POST` and `GET /graphql` (GraphiQL for browsers),
+/// websockets at `/graphql/ws`, `/healthz`, `/readyz`.
 pub fn router(app: Arc<App>) -> Router {
     let schema = graphql::build(app.clone());
     let state = HttpState {
         app: app.clone(),
         schema,
     };
-    let mut graphql_route = axum::routing::post(graphql_post);
-    if app.config.graphiql {
-        graphql_route = graphql_route.get(graphiql);
-    }
+    let graphql_route = axum::routing::post(graphql_post).get(graphql_get);
     let (ws_app, ws_schema) = (app.clone(), state.schema.clone());
     let ws_route = get(
         move |headers: HeaderMap, extensions: axum::http::Extensions, ws: axum::extract::WebSocketUpgrade| {
@@ -76,7 +75,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/media/{*key}", get(media::media).head(media::media))
         .route("/voices/{id}/preview.wav", get(media::voice_preview).head(media::voice_preview))
         .with_state(state)
-        .layer(cors(&app.config.cors_origins))
+        .layer(cors(&app.config.cors_origins, &app.config.cors_headers))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
             let request_id = req
@@ -89,12 +88,21 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-fn cors(origins: &[String]) -> CorsLayer {
+fn cors(origins: &[String], headers: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .expose_headers([header::HeaderName::from_static("x-request-id")])
         .max_age(Duration::from_secs(600));
+    let layer = if headers.iter().any(|h| h == "*") {
+        layer.allow_headers(AllowHeaders::any())
+    } else {
+        layer.allow_headers(
+            headers
+                .iter()
+                .filter_map(|h| header::HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
     if origins.iter().any(|o| o == "*") {
         layer.allow_origin(AllowOrigin::any())
     } else {
@@ -103,104 +111,100 @@ fn cors(origins: &[String]) -> CorsLayer {
     }
 }
 
-fn graphql_error(status: StatusCode, message: &str, code: &str) -> Response {
-    (status, Json(request_error(message, code))).into_response()
-}
-
-/// A request async-graphql-axum could not parse, in this service's error
-/// shape (`errors[0].extensions.code`) rather than the crate's plain-text
-/// rejection.
-struct Rejection(ParseRequestError);
-
-impl From<ParseRequestError> for Rejection {
-    fn from(e: ParseRequestError) -> Self {
-        Self(e)
-    }
-}
-
-impl IntoResponse for Rejection {
-    fn into_response(self) -> Response {
-        let (status, message) = match self.0 {
-            ParseRequestError::PayloadTooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "the request is too large".to_owned())
-            }
-            ParseRequestError::InvalidRequest(e) => (
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a GraphQL request: {e}"),
-            ),
-            other => (
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a GraphQL request: {other}"),
-            ),
-        };
-        graphql_error(status, &message, "BAD_REQUEST")
-    }
-}
-
 /// `POST /graphql`: one operation or a batch (JSON array), with the body and
 /// batch limits checked before anything is parsed or run.
 ///
-/// The body is read (up to the limit) before async-graphql-axum's extractor
-/// parses it: the extractor streams without a size limit of its own, and
-/// reading first lets an oversized body be refused with our 413 shape. The
-/// response is written here rather than by `async_graphql_axum::GraphQLResponse`,
-/// which always answers `application/graphql-response+json`; this service
-/// negotiates the media type with the client (see [`graphql_response`]).
+/// The body is read up to the limit first, so an oversized body is refused
+/// with 413 in this service's error shape; [`graphql_http`] then reads the
+/// parameters and writes the response in the negotiated media type.
 async fn graphql_post(State(state): State<HttpState>, request: Request<Body>) -> Response {
     let limits = &state.app.config.limits;
     let (parts, body) = request.into_parts();
+    let media = graphql_http::negotiate(&parts.headers);
     let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            return graphql_error(
+            return graphql_http::error_response(
+                media,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("request body exceeds {} bytes", limits.max_body_bytes),
                 "BAD_REQUEST",
             );
         }
     };
-    let headers = parts.headers.clone();
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let request = Request::from_parts(parts, Body::from(bytes));
-    let batch = match GraphQLBatchRequest::<Rejection>::from_request(request, &()).await {
-        Ok(b) => b.into_inner(),
-        Err(rejection) => return rejection.into_response(),
+    let batch = match graphql_http::from_post(&parts.headers, &bytes) {
+        Ok(b) => b,
+        Err(refusal) => return refusal.into_response(media),
     };
-    let missing_query = match &batch {
-        BatchRequest::Single(r) => r.query.trim().is_empty(),
-        BatchRequest::Batch(list) => list.iter().any(|r| r.query.trim().is_empty()),
-    };
-    if missing_query {
-        return graphql_error(StatusCode::BAD_REQUEST, "the request has no query", "BAD_REQUEST");
-    }
     if let BatchRequest::Batch(list) = &batch
         && (list.len() > limits.max_batch || list.is_empty())
     {
-        return graphql_error(
+        return graphql_http::error_response(
+            media,
             StatusCode::BAD_REQUEST,
             &format!("a batch must hold 1 to {} operations", limits.max_batch),
             "BAD_REQUEST",
         );
     }
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let auth = Arc::new(RequestAuth::from_header(authorization, &state.app.tokens));
-    // OverHttp: a subscription here is refused with WEBSOCKET_REQUIRED.
-    let client = client_of(&state.app, peer, &headers);
-    let with_data = |r: async_graphql::Request| {
-        let r = r.data(auth.clone()).data(OverHttp);
-        match client {
-            Some(c) => r.data(c),
-            None => r,
-        }
-    };
+    let with_data = request_data(&state, &parts, false);
     let batch = match batch {
         BatchRequest::Single(r) => BatchRequest::Single(with_data(r)),
         BatchRequest::Batch(list) => BatchRequest::Batch(list.into_iter().map(with_data).collect()),
     };
-    graphql_response(state.schema.execute_batch(batch).await)
+    graphql_http::respond(media, state.schema.execute_batch(batch).await)
+}
+
+/// `GET /graphql`: a query from the query string (`query`, `operationName`,
+/// `variables`, `extensions`), as GraphQL over HTTP defines it; mutations are
+/// refused with 405. Without a query, a browser (`Accept: text/html`) gets
+/// GraphiQL when it is enabled, anyone else 400.
+async fn graphql_get(State(state): State<HttpState>, request: Request<Body>) -> Response {
+    let (parts, _) = request.into_parts();
+    let media = graphql_http::negotiate(&parts.headers);
+    let operation = match graphql_http::from_get(parts.uri.query()) {
+        Ok(Some(r)) => r,
+        Ok(None) if state.app.config.graphiql && graphql_http::wants_html(&parts.headers) => {
+            return graphiql().await.into_response();
+        }
+        Ok(None) => {
+            return graphql_http::error_response(
+                media,
+                StatusCode::BAD_REQUEST,
+                "the request has no query (GET /graphql?query=...)",
+                "BAD_REQUEST",
+            );
+        }
+        Err(refusal) => return refusal.into_response(media),
+    };
+    let operation = request_data(&state, &parts, true)(operation);
+    graphql_http::respond(media, BatchResponse::Single(state.schema.execute(operation).await))
+}
+
+/// What every HTTP operation carries as data: the request's auth, the
+/// client's address, [`OverHttp`] (subscriptions are refused) and, for GET,
+/// [`OverGet`] (mutations are refused).
+fn request_data(
+    state: &HttpState,
+    parts: &axum::http::request::Parts,
+    over_get: bool,
+) -> impl Fn(async_graphql::Request) -> async_graphql::Request {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = Arc::new(RequestAuth::from_header(authorization, &state.app.tokens));
+    let client = client_of(&state.app, peer, &parts.headers);
+    move |r: async_graphql::Request| {
+        let mut r = r.data(auth.clone()).data(OverHttp);
+        if over_get {
+            r = r.data(OverGet);
+        }
+        match client {
+            Some(c) => r.data(c),
+            None => r,
+        }
+    }
 }
 
 /// The client's address: the socket's peer, or the trusted proxy's header
@@ -209,14 +213,6 @@ pub fn client_of(app: &App, peer: Option<std::net::IpAddr>, headers: &HeaderMap)
     client_addr(peer, app.config.trusted_proxy, |name| {
         headers.get(name).and_then(|v| v.to_str().ok())
     })
-}
-
-/// Writes an executed operation or batch as JSON, never cached.
-fn graphql_response(response: BatchResponse) -> Response {
-    let mut http = Json(response).into_response();
-    http.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    http
 }
 
 async fn graphiql() -> Html<String> {

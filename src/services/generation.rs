@@ -20,7 +20,10 @@ use crate::pipeline::runner::{GeneratePodcastPayload, job_key};
 use crate::providers::speech::{SpeechProvider, default_voices, voice_speaks};
 use crate::progress::{self, EventKind, LibraryChange, LibraryNotice, NewEvent};
 
-/// Topic length, characters.
+/// Topic length, characters (after trimming). One character is enough: in
+/// Chinese or Japanese one is a topic ("猫", cat). The API's descriptions
+/// state this and every bound below; `tests/it/schema.rs` checks that they
+/// agree.
 pub const TOPIC_CHARS: std::ops::RangeInclusive<usize> = 1..=500;
 /// Most user sources per request.
 pub const MAX_SOURCES: usize = 10;
@@ -34,6 +37,18 @@ pub const TARGET_MINUTES: std::ops::RangeInclusive<i32> = 1..=60;
 pub const HOSTS: std::ops::RangeInclusive<usize> = 1..=4;
 /// Host name length, characters.
 pub const HOST_NAME_CHARS: std::ops::RangeInclusive<usize> = 1..=40;
+/// Longest host persona, characters.
+pub const MAX_PERSONA_CHARS: usize = 500;
+/// Longest audience, characters.
+pub const MAX_AUDIENCE_CHARS: usize = 200;
+/// Longest tone, characters.
+pub const MAX_TONE_CHARS: usize = 100;
+/// Longest instructions, characters.
+pub const MAX_INSTRUCTIONS_CHARS: usize = 2_000;
+/// Longest idempotency key, characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 100;
+/// Longest voice id a host may ask for, characters.
+pub const MAX_VOICE_ID_CHARS: usize = 100;
 
 /// A generation request as the API received it (strings untrimmed, unchecked).
 #[derive(Debug, Clone, Default)]
@@ -138,7 +153,7 @@ pub fn validate_with(viewer: &Viewer, req: GenerationRequest, speech: Option<&dy
     if let Some(speech) = speech {
         assign_voices(speech, &language, &mut clean_hosts, "input")?;
     }
-    let idempotency_key = optional_text("input.idempotencyKey", req.idempotency_key, 100)?;
+    let idempotency_key = optional_text("input.idempotencyKey", req.idempotency_key, MAX_IDEMPOTENCY_KEY_CHARS)?;
     Ok(NewPodcast {
         id: PodcastId::new(),
         owner_id: viewer.user_id,
@@ -147,15 +162,15 @@ pub fn validate_with(viewer: &Viewer, req: GenerationRequest, speech: Option<&dy
         language,
         target_duration_seconds: minutes * 60,
         hosts: serde_json::to_value(&clean_hosts).map_err(anyhow::Error::from)?,
-        audience: optional_text("input.audience", req.audience, 200)?,
-        tone: optional_text("input.tone", req.tone, 100)?,
-        instructions: optional_text("input.instructions", req.instructions, 2_000)?,
+        audience: optional_text("input.audience", req.audience, MAX_AUDIENCE_CHARS)?,
+        tone: optional_text("input.tone", req.tone, MAX_TONE_CHARS)?,
+        instructions: optional_text("input.instructions", req.instructions, MAX_INSTRUCTIONS_CHARS)?,
         requested_sources: serde_json::to_value(&sources).map_err(anyhow::Error::from)?,
         idempotency_key,
     })
 }
 
-/// The topic, trimmed: 3 to 500 characters, no control characters.
+/// The topic, trimmed: [`TOPIC_CHARS`] characters, no control characters.
 fn validate_topic(topic: &str) -> ApiResult<String> {
     let topic = topic.trim().to_owned();
     if !TOPIC_CHARS.contains(&topic.chars().count()) {
@@ -236,7 +251,14 @@ fn validate_hosts(format: PodcastFormat, hosts: Vec<Host>) -> ApiResult<Vec<Host
         let field = format!("input.hosts[{i}].name");
         let name = host.name.trim().to_owned();
         if !HOST_NAME_CHARS.contains(&name.chars().count()) {
-            return Err(bad(&field, "host names must be 1 to 40 characters"));
+            return Err(bad(
+                &field,
+                format!(
+                    "host names must be {} to {} characters",
+                    HOST_NAME_CHARS.start(),
+                    HOST_NAME_CHARS.end()
+                ),
+            ));
         }
         // Names become speaker labels: keep them plain.
         if name.chars().any(|c| c.is_control() || ":[]<>{}\"*#".contains(c)) {
@@ -248,8 +270,8 @@ fn validate_hosts(format: PodcastFormat, hosts: Vec<Host>) -> ApiResult<Vec<Host
         if clean_hosts.iter().any(|h| h.name.to_lowercase() == name.to_lowercase()) {
             return Err(bad(&field, "host names must be distinct"));
         }
-        let persona = optional_text(&format!("input.hosts[{i}].persona"), host.persona, 500)?;
-        let voice = optional_text(&format!("input.hosts[{i}].voice"), host.voice, 100)?;
+        let persona = optional_text(&format!("input.hosts[{i}].persona"), host.persona, MAX_PERSONA_CHARS)?;
+        let voice = optional_text(&format!("input.hosts[{i}].voice"), host.voice, MAX_VOICE_ID_CHARS)?;
         clean_hosts.push(Host { name, persona, voice });
     }
     match format {
@@ -600,6 +622,56 @@ mod tests {
         assert_eq!(p.language, "en");
         assert_eq!(p.target_duration_seconds, 600);
         assert_eq!(p.hosts.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn every_text_bound_is_enforced_at_its_edge() {
+        let base = || GenerationRequest {
+            topic: "The history of cats".into(),
+            ..Default::default()
+        };
+        let at = |n: usize| "a".repeat(n);
+        let topic = |t: String| GenerationRequest { topic: t, ..base() };
+        assert!(
+            validate(&viewer(), topic("猫".into())).is_ok(),
+            "one character is a topic"
+        );
+        assert!(validate(&viewer(), topic(at(*TOPIC_CHARS.end()))).is_ok());
+        assert_eq!(
+            field_of(validate(&viewer(), topic(at(*TOPIC_CHARS.end() + 1)))),
+            "input.topic"
+        );
+        type Setter = fn(&mut GenerationRequest, String);
+        let optional: [(&str, usize, Setter); 5] = [
+            ("input.audience", MAX_AUDIENCE_CHARS, |r, v| r.audience = Some(v)),
+            ("input.tone", MAX_TONE_CHARS, |r, v| r.tone = Some(v)),
+            ("input.instructions", MAX_INSTRUCTIONS_CHARS, |r, v| {
+                r.instructions = Some(v)
+            }),
+            ("input.idempotencyKey", MAX_IDEMPOTENCY_KEY_CHARS, |r, v| {
+                r.idempotency_key = Some(v)
+            }),
+            ("input.hosts[0].persona", MAX_PERSONA_CHARS, |r, v| {
+                r.hosts = vec![
+                    Host {
+                        name: "Ada".into(),
+                        persona: Some(v),
+                    },
+                    Host {
+                        name: "Bo".into(),
+                        persona: None,
+                    },
+                ]
+            }),
+        ];
+        for (field, max, set) in optional {
+            let mut ok = base();
+            set(&mut ok, at(max));
+            assert!(validate(&viewer(), ok).is_ok(), "{field} at {max}");
+            let mut over = base();
+            set(&mut over, at(max + 1));
+            assert_eq!(field_of(validate(&viewer(), over)), field);
+        }
     }
 
     #[test]

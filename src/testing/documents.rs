@@ -47,7 +47,7 @@ pub enum GenSelection {
         /// How many times it is spread here (fan-out).
         times: u8,
     },
-    /// `... on QueryRoot { ... }` or `... { ... }`.
+    /// `... on Query { ... }` or `... { ... }`.
     Inline {
         /// With a type condition.
         typed: bool,
@@ -149,7 +149,7 @@ impl GenDocument {
         });
         out.push_str("}\n");
         for (i, set) in self.fragments.iter().enumerate() {
-            out.push_str(&format!("fragment F{i} on QueryRoot {{"));
+            out.push_str(&format!("fragment F{i} on Query {{"));
             // A fragment spreads only later fragments.
             let later = n - i - 1;
             render_set(&mut out, set, &|pick| {
@@ -205,7 +205,7 @@ fn render_set(out: &mut String, set: &[GenSelection], target: &dyn Fn(u16) -> Op
                 }
             }
             GenSelection::Inline { typed, children } => {
-                out.push_str(if *typed { " ... on QueryRoot {" } else { " ... {" });
+                out.push_str(if *typed { " ... on Query {" } else { " ... {" });
                 render_set(out, children, target);
                 out.push_str(" }");
             }

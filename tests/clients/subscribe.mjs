@@ -4,7 +4,10 @@
 //   node subscribe.mjs <graphql-ws|subscriptions-transport-ws> <ws-url> <token> <podcast-id>
 //
 // Output: {"events": [...], "completed": true} when the stream completed, or
-// {"closeCode": N, "error": "..."} when the server refused the connection.
+// {"closeCode": N, "error": "..."} when the server refused the connection
+// (graphql-ws), or {"refused": true, "connectionError": ..., "error": ...}
+// (subscriptions-transport-ws: the connection callback's error and the one
+// the subscriber got).
 import WebSocket from 'ws';
 import { createClient } from 'graphql-ws';
 import { SubscriptionClient } from 'subscriptions-transport-ws';
@@ -45,15 +48,16 @@ if (library === 'graphql-ws') {
   );
 } else if (library === 'subscriptions-transport-ws') {
   const events = [];
+  let connectionError = null;
   const client = new SubscriptionClient(
     url,
     {
       reconnect: false,
       connectionParams: { authorization: `Bearer ${token}` },
       connectionCallback: (error) => {
-        // The legacy protocol refuses with a connection_error message (it
-        // has no close codes of its own); the server then closes the socket.
-        if (error) print({ refused: true, error: JSON.stringify(error) });
+        // The legacy protocol refuses with a connection_error message, which
+        // reaches only this callback; subscribers get an `error` each.
+        if (error) connectionError = error;
       },
     },
     WebSocket,
@@ -63,7 +67,8 @@ if (library === 'graphql-ws') {
       if (result.errors) print({ error: JSON.stringify(result.errors), events });
       events.push(result.data.generationProgress);
     },
-    error: (err) => print({ error: JSON.stringify(err), events }),
+    error: (err) =>
+      print({ refused: connectionError !== null, connectionError, error: JSON.stringify(err), events }),
     complete: () => {
       client.close();
       print({ events, completed: true });

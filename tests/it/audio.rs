@@ -437,7 +437,8 @@ async fn speech_faults_end_as_a_retry_or_a_clear_code() {
         (SpeechFault::Unauthorized, 1, Some("TTS_UNAUTHORIZED")),
     ];
     let llm = MockProvider::start().await.unwrap();
-    for (fault, times, code) in cases {
+    let llm = &llm;
+    futures_util::future::join_all(cases.into_iter().map(|(fault, times, code)| async move {
         let speech = MockSpeech::start().await.unwrap();
         speech.fault(fault.clone(), times);
         let (app, user) = app_with(&llm, &speech, |c| {
@@ -463,7 +464,8 @@ async fn speech_faults_end_as_a_retry_or_a_clear_code() {
                 assert!(q["audio"].is_null(), "{fault:?}: no audio is published: {q}");
             }
         }
-    }
+    }))
+    .await;
 }
 
 /// The embedded Kokoro engine through the whole pipeline (the mock writes
@@ -521,16 +523,22 @@ async fn the_embedded_voices_read_an_episode_that_measures_as_promised() {
         assert_eq!(c.title, a["title"].as_str().unwrap());
         assert!((f64::from(c.start_ms) / 1000.0 - a["start"].as_f64().unwrap()).abs() < 0.002);
     }
+    // Pitch is measured at Kokoro's own rate (24 kHz), as in tests/it/speech.rs.
+    let low = podforge::media::resample::resample(&decoded.samples, rate, 24_000).unwrap();
     let pitch = |who: &str| {
-        let mut f0s: Vec<f32> = turns(&done)
+        let spans: Vec<(f64, f64)> = turns(&done)
             .iter()
             .filter(|t| t["speaker"] == who)
-            .filter_map(|t| {
-                let s = (t["startSeconds"].as_f64()? * f64::from(rate)) as usize;
-                let e = ((t["endSeconds"].as_f64()? * f64::from(rate)) as usize).min(decoded.samples.len());
-                podforge::media::analysis::median_f0(&decoded.samples[s..e], rate)
+            .filter_map(|t| Some((t["startSeconds"].as_f64()?, t["endSeconds"].as_f64()?)))
+            .collect();
+        let mut f0s: Vec<f32> = spans
+            .iter()
+            .filter_map(|(s, e)| {
+                let (s, e) = ((s * 24_000.0) as usize, ((e * 24_000.0) as usize).min(low.len()));
+                podforge::media::analysis::median_f0(&low[s..e], 24_000)
             })
             .collect();
+        assert!(!f0s.is_empty(), "no voiced turn of {who} among {spans:?}");
         f0s.sort_by(f32::total_cmp);
         f0s[f0s.len() / 2]
     };

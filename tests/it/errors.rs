@@ -119,7 +119,7 @@ async fn production_refuses_introspection_with_a_stable_code() {
     }
     // __typename is not introspection of the schema.
     let v = app.gql("{ __typename }", json!({}), None).await;
-    assert_eq!(v["data"]["__typename"], "QueryRoot", "{v}");
+    assert_eq!(v["data"]["__typename"], "Query", "{v}");
 
     // The same over the websocket.
     let mut ws = WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
@@ -137,7 +137,7 @@ async fn production_refuses_introspection_with_a_stable_code() {
     // Development keeps introspection.
     let dev = TestApp::new().await;
     let v = dev.gql(INTROSPECTION[0], json!({}), None).await;
-    assert_eq!(v["data"]["__schema"]["queryType"]["name"], "QueryRoot", "{v}");
+    assert_eq!(v["data"]["__schema"]["queryType"]["name"], "Query", "{v}");
 }
 
 #[tokio::test]
@@ -169,5 +169,5 @@ async fn a_subscription_sent_over_http_names_the_websocket_endpoint() {
             Some(&user.token),
         )
         .await;
-    assert_eq!(v["data"]["__typename"], "QueryRoot", "{v}");
+    assert_eq!(v["data"]["__typename"], "Query", "{v}");
 }

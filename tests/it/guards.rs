@@ -140,9 +140,9 @@ fn fan_out_document(fan_out: usize, levels: usize) -> String {
     let mut doc = String::from("query { ...F0 }\n");
     for i in 0..levels - 1 {
         let spreads = vec![format!("...F{}", i + 1); fan_out].join(" ");
-        doc.push_str(&format!("fragment F{i} on QueryRoot {{ {spreads} }}\n"));
+        doc.push_str(&format!("fragment F{i} on Query {{ {spreads} }}\n"));
     }
-    doc.push_str(&format!("fragment F{} on QueryRoot {{ __typename }}\n", levels - 1));
+    doc.push_str(&format!("fragment F{} on Query {{ __typename }}\n", levels - 1));
     doc
 }
 
@@ -202,7 +202,7 @@ async fn page_sizes_weigh_and_fragment_cycles_are_refused() {
             assert!(v["errors"].is_null(), "first: {n}: {v}");
         }
     }
-    let cycle = "query { ...A } fragment A on QueryRoot { me { id } ...B } fragment B on QueryRoot { ...A }";
+    let cycle = "query { ...A } fragment A on Query { me { id } ...B } fragment B on Query { ...A }";
     let v = app.gql(cycle, json!({}), Some(&user.token)).await;
     assert_eq!(error_code(&v), Some("GRAPHQL_VALIDATION_FAILED"), "{v}");
     assert!(v["errors"][0]["message"].as_str().unwrap().contains("cycle"), "{v}");
@@ -210,9 +210,9 @@ async fn page_sizes_weigh_and_fragment_cycles_are_refused() {
     // the last two: 13 levels once inlined, each fragment 2 levels as written.
     let mut deep = String::from("query { ...D0 }");
     for i in 0..11 {
-        deep.push_str(&format!(" fragment D{i} on QueryRoot {{ me {{ id ...D{} }} }}", i + 1));
+        deep.push_str(&format!(" fragment D{i} on Query {{ me {{ id ...D{} }} }}", i + 1));
     }
-    deep.push_str(" fragment D11 on QueryRoot { me { id } }");
+    deep.push_str(" fragment D11 on Query { me { id } }");
     let v = app.gql(&deep, json!({}), Some(&user.token)).await;
     assert_eq!(error_code(&v), Some("GRAPHQL_VALIDATION_FAILED"), "{v}");
     assert!(

@@ -176,7 +176,7 @@ proptest! {
         // `from` spreads `to` (a back edge) and `to` spreads `from`, so
         // `from -> to -> from` closes (or `from -> from`).
         let doc = GenDocument { back_edges: vec![(from, to)], ..doc };
-        let header = format!("fragment F{to} on QueryRoot {{");
+        let header = format!("fragment F{to} on Query {{");
         let text = doc.render().replace(&header, &format!("{header} ...F{from}"));
         let parsed = parse_query(&text).unwrap();
         let refused = matches!(measure(&parsed, &Variables::default(), PAGED, u64::MAX), Err(CostError::Cycle(_)));

@@ -9,7 +9,7 @@ use podforge::testing::{StageControl, StageScript, TestApp, scripted_pipeline};
 use serde_json::{Value, json};
 
 use crate::jobs::{events, generate, wait_for};
-use crate::wsclient::WsClient;
+use crate::wsclient::{Received, WsClient};
 
 const PROGRESS: &str = "subscription($id: ID!, $after: Int) { generationProgress(podcastId: $id, afterSeq: $after) { seq kind stage status progress message } }";
 
@@ -330,4 +330,137 @@ async fn socket_and_subscription_gauges_rise_and_fall_back_to_zero_after_abrupt_
         (s.open(), s.subscriptions()) == (0, 0)
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_clients_close_frame_is_answered_with_one() {
+    let (app, user) = TestApp::new().await.with_user().await;
+    for protocol in ["graphql-transport-ws", "graphql-ws"] {
+        let mut ws = WsClient::connect(&app.ws_url(), protocol).await;
+        ws.init(&user.token).await;
+        assert_eq!(
+            ws.close_with(1000).await,
+            Some(1000),
+            "{protocol}: a clean close, not 1006"
+        );
+        // Before init too.
+        let ws = WsClient::connect(&app.ws_url(), protocol).await;
+        assert_eq!(ws.close_with(4000).await, Some(4000), "{protocol}");
+    }
+}
+
+#[tokio::test]
+async fn library_updates_deliver_each_change_exactly_once() {
+    // No workers: the only changes are the three below.
+    let app = TestApp::with_pipeline(scripted_pipeline(Arc::default()), |c| c.jobs.workers = 0).await;
+    let user = app.user().await;
+    let mut ws = WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+    ws.init(&user.token).await;
+    ws.send(json!({"id": "lib", "type": "subscribe", "payload": {"query": "subscription { libraryUpdates { change podcastId } }"}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = generate(&app, &user, "Once each").await;
+    app.gql(
+        "mutation($id: ID!) { updatePodcast(id: $id, input: {title: \"Once\"}) { id } }",
+        json!({"id": id}),
+        Some(&user.token),
+    )
+    .await;
+    app.gql(
+        "mutation($id: ID!) { deletePodcast(id: $id) }",
+        json!({"id": id}),
+        Some(&user.token),
+    )
+    .await;
+    let mut changes = Vec::new();
+    // Each change arrives within a second; a duplicate (the process's own
+    // notification coming back over LISTEN) would arrive within milliseconds.
+    while let Some(received) = ws.within(Duration::from_millis(1500)).await {
+        let Received::Json(m) = received else {
+            panic!("closed: {received:?}")
+        };
+        assert_eq!(m["payload"]["data"]["libraryUpdates"]["podcastId"], id.as_str(), "{m}");
+        changes.push(
+            m["payload"]["data"]["libraryUpdates"]["change"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(changes, ["CREATED", "UPDATED", "DELETED"]);
+}
+
+/// An access token with its `exp` moved to `exp` (seconds since the epoch),
+/// signed with the test secret.
+fn token_expiring_at(token: &str, exp: i64) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let mut claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["exp"] = json!(exp);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"test-secret-test-secret-test-secret!").unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn token_expiry_follows_one_rule_at_init_and_while_connected() {
+    let app = TestApp::with_config(|c| c.auth.leeway = Duration::from_secs(3)).await;
+    let user = app.user().await;
+    let now = chrono::Utc::now().timestamp();
+    // Expired one second ago, within the 3 s leeway: accepted at init, and
+    // the socket lives until exp + leeway, not closing at once.
+    let within = token_expiring_at(&user.token, now - 1);
+    let mut ws = WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+    let started = std::time::Instant::now();
+    ws.init(&within).await;
+    assert!(
+        ws.within(Duration::from_millis(1000)).await.is_none(),
+        "a token accepted at init is not closed at once"
+    );
+    assert_eq!(ws.closed().await, 4403);
+    let lived = started.elapsed();
+    assert!(
+        lived >= Duration::from_millis(1000) && lived <= Duration::from_secs(4),
+        "closed at exp + leeway: {lived:?}"
+    );
+    // Expired beyond the leeway: refused at init, 4403 (retried by graphql-ws).
+    let beyond = token_expiring_at(&user.token, now - 5);
+    let mut ws = WsClient::connect(&app.ws_url(), "graphql-transport-ws").await;
+    ws.send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {beyond}")}}))
+        .await;
+    assert_eq!(ws.closed().await, 4403);
+    // And HTTP applies the same leeway.
+    let v = app.gql("{ me { id } }", json!({}), Some(&within)).await;
+    assert_eq!(v["data"]["me"]["id"], user.id.as_str(), "{v}");
+    let v = app.gql("{ me { id } }", json!({}), Some(&beyond)).await;
+    assert_eq!(v["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{v}");
+}
+
+#[tokio::test]
+async fn a_rejected_legacy_init_reaches_each_subscriber_then_closes() {
+    let app = TestApp::new().await;
+    let mut ws = WsClient::connect(&app.ws_url(), "graphql-ws").await;
+    ws.send(json!({"type": "connection_init", "payload": {"authorization": "Bearer forged.token.value"}}))
+        .await;
+    ws.send(json!({"id": "1", "type": "start", "payload": {"query": "subscription { libraryUpdates { change } }"}}))
+        .await;
+    ws.send(json!({"id": "2", "type": "start", "payload": {"query": "{ me { id } }"}}))
+        .await;
+    let m = ws.next().await;
+    assert_eq!(m["type"], "connection_error", "{m}");
+    assert_eq!(m["payload"]["extensions"]["code"], "UNAUTHENTICATED", "{m}");
+    for id in ["1", "2"] {
+        let m = ws.next().await;
+        assert_eq!((m["type"].as_str(), m["id"].as_str()), (Some("error"), Some(id)), "{m}");
+        assert_eq!(m["payload"]["extensions"]["code"], "UNAUTHENTICATED", "{m}");
+    }
+    assert_eq!(ws.closed().await, 4403);
 }

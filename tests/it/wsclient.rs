@@ -99,6 +99,36 @@ impl WsClient {
         }
     }
 
+    /// The next message that is not a keepalive within `within`, or `None`
+    /// when the server stays quiet that long.
+    pub async fn within(&mut self, within: Duration) -> Option<Received> {
+        tokio::time::timeout(within, self.next_raw(false)).await.ok()
+    }
+
+    /// Sends a close frame with `code` and returns what the server answers:
+    /// its close frame's code, or `None` when the connection just ended.
+    pub async fn close_with(mut self, code: u16) -> Option<u16> {
+        self.socket
+            .send(Message::Close(Some(
+                tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: "bye".into(),
+                },
+            )))
+            .await
+            .unwrap();
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), self.socket.next())
+                .await
+                .expect("no answer to the close within 5 s");
+            match msg {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
     pub async fn init(&mut self, token: &str) {
         self.send(
             serde_json::json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}}),

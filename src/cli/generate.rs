@@ -291,7 +291,10 @@ async fn write_outputs(app: &App, viewer: &Viewer, id: PodcastId, out: &Path) ->
             .with_context(|| format!("the {stage} stage's output is missing"))
     };
     // The sources with the text the episode was written from.
-    let research: Research = match library::research_with_content(app, id).await.map_err(anyhow::Error::from)? {
+    let research: Research = match library::research_with_content(app, id)
+        .await
+        .map_err(anyhow::Error::from)?
+    {
         Some(full) => serde_json::from_value(full)?,
         None => serde_json::from_value(get(StageKind::Research)?)?,
     };

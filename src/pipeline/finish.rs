@@ -85,9 +85,7 @@ pub fn split_sentences(text: &str) -> (Vec<String>, String) {
             }
             let at_end = end >= chars.len();
             let next_space = !at_end && chars[end].is_whitespace();
-            let boundary = if is_cjk_terminal(c) {
-                true
-            } else if at_end {
+            let boundary = if is_cjk_terminal(c) || at_end {
                 true
             } else if next_space {
                 let next = chars[end + 1..].iter().find(|c| !c.is_whitespace()).copied();
@@ -179,7 +177,8 @@ pub fn is_leak(sentence: &str, hosts: &[String], titles: &[String]) -> bool {
 /// `Segment 2:`, `Intro:`, `Host:` and the like at the start.
 fn starts_with_label(sentence: &str) -> bool {
     static LABEL: LazyLock<Option<Regex>> = LazyLock::new(|| {
-        Regex::new(r"(?i)^\s*(?:segment\s*\d*|intro|outro|host\s*\d*|speaker\s*\d*|narrator|chapter\s*\d+)\s*[:：-]").ok()
+        Regex::new(r"(?i)^\s*(?:segment\s*\d*|intro|outro|host\s*\d*|speaker\s*\d*|narrator|chapter\s*\d+)\s*[:：-]")
+            .ok()
     });
     LABEL.as_ref().is_some_and(|re| re.is_match(sentence))
 }
@@ -188,7 +187,11 @@ fn starts_with_label(sentence: &str) -> bool {
 /// checked over the whole text and each of its sentences.
 pub fn has_leak(text: &str, hosts: &[String], titles: &[String]) -> bool {
     let (sentences, tail) = split_sentences(text);
-    is_leak(text, hosts, &[]) || sentences.iter().chain(std::iter::once(&tail)).any(|s| !s.is_empty() && is_leak(s, hosts, titles))
+    is_leak(text, hosts, &[])
+        || sentences
+            .iter()
+            .chain(std::iter::once(&tail))
+            .any(|s| !s.is_empty() && is_leak(s, hosts, titles))
 }
 
 /// A model-written turn made speech: cleaned of markup and labels, cut to
@@ -359,7 +362,11 @@ impl Said {
         }
         // Bound the overlap with every earlier segment.
         loop {
-            let text: String = out.iter().flat_map(|(_, s)| s.iter().cloned()).collect::<Vec<_>>().join(" ");
+            let text: String = out
+                .iter()
+                .flat_map(|(_, s)| s.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ");
             let mine = shingles(&text);
             let worst = self
                 .segments
@@ -456,7 +463,14 @@ pub enum Framing {
 /// French, Spanish and German; English otherwise), `nth` counting the
 /// template lines already added, so none repeats: greetings and
 /// introductions for the intro, thanks and goodbyes for the outro.
-pub fn template_line(framing: Framing, language: &str, host: &str, others: &[String], topic: &str, nth: usize) -> String {
+pub fn template_line(
+    framing: Framing,
+    language: &str,
+    host: &str,
+    others: &[String],
+    topic: &str,
+    nth: usize,
+) -> String {
     let primary = language.split('-').next().unwrap_or(language).to_ascii_lowercase();
     let with = others.join(", ");
     let topic = topic.trim().trim_end_matches(['.', '!', '?', '。']);
@@ -674,14 +688,23 @@ mod tests {
         let opener = "This is the one sentence that the model repeats at the start of every segment.";
         let a = said.admit_segment(vec![
             turn("Ada", opener),
-            turn("Grace", "Cats purr at a frequency of about twenty five hertz when content."),
+            turn(
+                "Grace",
+                "Cats purr at a frequency of about twenty five hertz when content.",
+            ),
             turn("Ada", opener),
         ]);
         assert_eq!(a.len(), 2);
         let b = said.admit_segment(vec![
             turn("Ada", opener),
-            turn("Grace", "Cats purr at a frequency of about twenty five hertz when content, really."),
-            turn("Ada", "Dogs, on the other hand, bark to warn their owners about strangers."),
+            turn(
+                "Grace",
+                "Cats purr at a frequency of about twenty five hertz when content, really.",
+            ),
+            turn(
+                "Ada",
+                "Dogs, on the other hand, bark to warn their owners about strangers.",
+            ),
         ]);
         assert_eq!(b.len(), 1, "{b:?}");
         let segs = [a, b].map(|t| t.iter().map(|t| t.text.clone()).collect::<Vec<_>>().join(" "));

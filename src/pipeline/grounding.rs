@@ -185,18 +185,44 @@ pub struct Fact {
 pub fn speakable(sentence: &str) -> bool {
     let words = text::count_words(sentence);
     let cjk = sentence.chars().filter(|c| text::is_cjk(*c)).count();
-    let (lo, hi) = if cjk * 2 > sentence.chars().count() { (12, 90) } else { (6, 45) };
+    let (lo, hi) = if cjk * 2 > sentence.chars().count() {
+        (12, 90)
+    } else {
+        (6, 45)
+    };
     if !(lo..=hi).contains(&words) {
         return false;
     }
     let first = sentence.chars().next().unwrap_or(' ');
-    if !(first.is_uppercase() || first.is_ascii_digit() || text::is_cjk(first) || matches!(first, '"' | '“' | '‘')) {
+    if !(first.is_uppercase() || first.is_ascii_digit() || text::is_cjk(first) || matches!(first, '"' | '“' | '‘'))
+    {
         return false;
     }
     let lower = sentence.to_lowercase();
     for bad in [
-        "http", "www.", "@", "|", "{", "}", "=", "\\", "//", "isbn", "retrieved", "archived", "doi:", "^", "©", "[",
-        "]", "→", "•", "cookie", "javascript", "click here", "copyright",
+        "http",
+        "www.",
+        "@",
+        "|",
+        "{",
+        "}",
+        "=",
+        "\\",
+        "//",
+        "isbn",
+        "retrieved",
+        "archived",
+        "doi:",
+        "^",
+        "©",
+        "[",
+        "]",
+        "→",
+        "•",
+        "cookie",
+        "javascript",
+        "click here",
+        "copyright",
     ] {
         if lower.contains(bad) {
             return false;
@@ -308,7 +334,10 @@ mod tests {
         assert!(a[0].text.contains("purr"), "{a:?}");
         let b = key_sentences(&chosen, "why cats purr hertz", 10, &mut taken);
         assert!(!b.iter().any(|f| f.text == a[0].text));
-        assert!(b.iter().all(|f| speakable(&f.text) && !f.text.contains("http") && f.text != "Index"));
+        assert!(
+            b.iter()
+                .all(|f| speakable(&f.text) && !f.text.contains("http") && f.text != "Index")
+        );
         assert!(!speakable("Retrieved 12 March 2020 from the archive of the site."));
         assert!(!speakable("short one."));
     }

@@ -131,7 +131,8 @@ pub fn measure(m: &Measured<'_>) -> QualityReport {
             }
         }
         let spoken: String = s.turns.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ");
-        r.segment_languages.push(text::detect_language(&spoken).map(str::to_owned));
+        r.segment_languages
+            .push(text::detect_language(&spoken).map(str::to_owned));
     }
     r.citation_coverage = if r.body_turns == 0 {
         0.0
@@ -187,7 +188,10 @@ fn missed(r: &QualityReport, has_sources: bool) -> Vec<String> {
         }
     }
     if r.max_segment_overlap >= floors::SEGMENT_OVERLAP {
-        out.push(format!("segments share {:.0}% of their 5-grams", r.max_segment_overlap * 100.0));
+        out.push(format!(
+            "segments share {:.0}% of their 5-grams",
+            r.max_segment_overlap * 100.0
+        ));
     }
     if (r.intro_turns as usize) < floors::FRAMING_TURNS || (r.outro_turns as usize) < floors::FRAMING_TURNS {
         out.push(format!("intro {} and outro {} turns", r.intro_turns, r.outro_turns));

@@ -477,7 +477,11 @@ fn content_for(schema: &str, body: &Value, prompt: &str, fault: &Option<Fault>) 
     }
     let count = |v: &Value| -> usize {
         v.as_array()
-            .map(|a| a.iter().map(|t| count_words(t["text"].as_str().unwrap_or_default())).sum())
+            .map(|a| {
+                a.iter()
+                    .map(|t| count_words(t["text"].as_str().unwrap_or_default()))
+                    .sum()
+            })
             .unwrap_or(0)
     };
     let words = count(&value["turns"]) + count(&value["intro"]) + count(&value["outro"]);
@@ -498,13 +502,22 @@ fn spoil(schema: &str, body: &Value, prompt: &str, fault: &Fault, value: &mut Va
     match schema {
         "podcast_segment" => {
             let hosts = speakers(body, &["properties", "turns", "items", "properties", "speaker", "enum"]);
-            let h = |i: usize| json!(hosts.get(i % hosts.len().max(1)).cloned().unwrap_or_else(|| "Host".into()));
+            let h = |i: usize| {
+                json!(
+                    hosts
+                        .get(i % hosts.len().max(1))
+                        .cloned()
+                        .unwrap_or_else(|| "Host".into())
+                )
+            };
             let source = passages(prompt).first().map_or(1, |p| p.0);
             let title = Regex::new(r#"Write segment \d+ of \d+: "([^"]+)""#)
                 .ok()
                 .and_then(|re| re.captures(prompt).map(|c| c[1].to_owned()))
                 .unwrap_or_else(|| "Part one".into());
-            let Some(turns) = value["turns"].as_array_mut() else { return false };
+            let Some(turns) = value["turns"].as_array_mut() else {
+                return false;
+            };
             let mut touched = false;
             if on(Fault::TooFewWords) {
                 turns.truncate(1);
@@ -526,9 +539,13 @@ fn spoil(schema: &str, body: &Value, prompt: &str, fault: &Fault, value: &mut Va
             if on(Fault::JsonFragments) {
                 if let Some(t) = turns.last_mut() {
                     let text = t["text"].as_str().unwrap_or_default().to_owned();
-                    t["text"] = json!(format!("{text}', “speaker”: “Grace”, “text”=“And then the frames arrive"));
+                    t["text"] = json!(format!(
+                        "{text}', “speaker”: “Grace”, “text”=“And then the frames arrive"
+                    ));
                 }
-                turns.push(json!({"speaker": h(1), "text": "\"speaker\": \"Ada\", \"text\": \"Right\"}", "citations": []}));
+                turns.push(
+                    json!({"speaker": h(1), "text": "\"speaker\": \"Ada\", \"text\": \"Right\"}", "citations": []}),
+                );
                 touched = true;
             }
             if on(Fault::Markup) && all {

@@ -109,7 +109,10 @@ async fn generate_writes_an_episode_by_the_local_model_that_the_library_shows() 
     for zero in ["danglingCitations", "unfinishedTurns", "repeatedTurns", "leaks"] {
         assert_eq!(q[zero], 0, "{zero}: {q}");
     }
-    assert!(q["introTurns"].as_i64().unwrap() >= 2 && q["outroTurns"].as_i64().unwrap() >= 2, "{q}");
+    assert!(
+        q["introTurns"].as_i64().unwrap() >= 2 && q["outroTurns"].as_i64().unwrap() >= 2,
+        "{q}"
+    );
     assert_eq!(q["everyHostInFraming"], true, "{q}");
     assert_eq!(q["distinctTitles"], true, "{q}");
     assert!(q["maxSegmentOverlap"].as_f64().unwrap() < 0.2, "{q}");

@@ -102,7 +102,10 @@ fn assert_guarantees(p: &Value) {
         .iter()
         .map(|s| s["title"].as_str().unwrap().to_owned())
         .collect();
-    let mut keys: Vec<String> = titles.iter().map(|t| podforge::pipeline::finish::repeat_key(t)).collect();
+    let mut keys: Vec<String> = titles
+        .iter()
+        .map(|t| podforge::pipeline::finish::repeat_key(t))
+        .collect();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), titles.len(), "distinct titles: {titles:?}");
@@ -110,15 +113,27 @@ fn assert_guarantees(p: &Value) {
     for t in all_turns(p) {
         let text = t["text"].as_str().unwrap();
         assert!(podforge::pipeline::finish::is_finished(text), "unfinished: {text}");
-        assert!(!podforge::pipeline::finish::has_leak(text, &hosts, &titles), "leak: {text}");
-        assert!(seen.insert(podforge::pipeline::finish::repeat_key(text)), "repeated: {text}");
-        assert!(!text.contains("filmed at 5pm") || t["citations"].as_array().unwrap().is_empty(), "{t}");
+        assert!(
+            !podforge::pipeline::finish::has_leak(text, &hosts, &titles),
+            "leak: {text}"
+        );
+        assert!(
+            seen.insert(podforge::pipeline::finish::repeat_key(text)),
+            "repeated: {text}"
+        );
+        assert!(
+            !text.contains("filmed at 5pm") || t["citations"].as_array().unwrap().is_empty(),
+            "{t}"
+        );
     }
     for part in ["intro", "outro"] {
         let turns = p["script"][part].as_array().unwrap();
         assert!(turns.len() >= 2, "{part}: {turns:?}");
         for h in &hosts {
-            assert!(turns.iter().any(|t| t["speaker"] == h.as_str()), "{h} is silent in the {part}");
+            assert!(
+                turns.iter().any(|t| t["speaker"] == h.as_str()),
+                "{h} is silent in the {part}"
+            );
         }
     }
     let segments: Vec<String> = p["script"]["segments"]
@@ -126,7 +141,13 @@ fn assert_guarantees(p: &Value) {
         .unwrap()
         .iter()
         .map(|s| {
-            s["turns"].as_array().unwrap().iter().map(|t| t["text"].as_str().unwrap()).collect::<Vec<_>>().join(" ")
+            s["turns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["text"].as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .collect();
     assert!(podforge::pipeline::finish::max_overlap(&segments) < 0.2);
@@ -135,7 +156,10 @@ fn assert_guarantees(p: &Value) {
         assert_eq!(q[zero], 0, "{zero}: {q}");
     }
     assert!(q["maxSegmentOverlap"].as_f64().unwrap() < 0.2, "{q}");
-    assert!(q["introTurns"].as_i64().unwrap() >= 2 && q["outroTurns"].as_i64().unwrap() >= 2, "{q}");
+    assert!(
+        q["introTurns"].as_i64().unwrap() >= 2 && q["outroTurns"].as_i64().unwrap() >= 2,
+        "{q}"
+    );
     assert_eq!(q["everyHostInFraming"], true);
     assert_eq!(q["distinctTitles"], true);
     let stop = ["episode", "what", "return", "podcast", "the", "and"];
@@ -396,9 +420,17 @@ async fn run_with(fault: Fault, target: Target, times: u32) -> (MockProvider, Te
     let app = app(&mock, true).await;
     let user = app.user().await;
     // A source long enough for 3 minutes without saying anything twice.
-    let article = corpus("rfc6455-websocket-en.txt").chars().take(20_000).collect::<String>();
-    let id = generate(&app, &user, json!({"topic": "How the WebSocket protocol works", "targetMinutes": 3,
-        "sources": [{"title": "RFC 6455", "text": article}]})).await;
+    let article = corpus("rfc6455-websocket-en.txt")
+        .chars()
+        .take(20_000)
+        .collect::<String>();
+    let id = generate(
+        &app,
+        &user,
+        json!({"topic": "How the WebSocket protocol works", "targetMinutes": 3,
+        "sources": [{"title": "RFC 6455", "text": article}]}),
+    )
+    .await;
     wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await;
     let p = episode(&app, &user, &id).await;
     (mock, app, user, id, p)
@@ -612,9 +644,16 @@ async fn a_wrong_language_is_retried_then_replaced_by_the_sources() {
         .collect();
     assert!(warnings.is_empty(), "{warnings:?}");
     let user_langs = app
-        .gql("query($id: ID!) { podcast(id: $id) { quality { segmentLanguages } } }", json!({"id": id}), Some(&user.token))
+        .gql(
+            "query($id: ID!) { podcast(id: $id) { quality { segmentLanguages } } }",
+            json!({"id": id}),
+            Some(&user.token),
+        )
         .await;
-    let langs = user_langs["data"]["podcast"]["quality"]["segmentLanguages"].as_array().unwrap().clone();
+    let langs = user_langs["data"]["podcast"]["quality"]["segmentLanguages"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert!(!langs.is_empty() && langs.iter().all(|l| l == "cmn"), "{user_langs}");
     assert!(
         mock.calls()
@@ -702,7 +741,10 @@ async fn bad_output_of_every_kind_still_gives_an_episode_with_the_guarantees() {
     let mock = MockProvider::start().await.unwrap();
     let app = app(&mock, false).await;
     let user = app.user().await;
-    let article = corpus("rfc6455-websocket-en.txt").chars().take(30_000).collect::<String>();
+    let article = corpus("rfc6455-websocket-en.txt")
+        .chars()
+        .take(30_000)
+        .collect::<String>();
     for (fault, target) in [
         (Fault::Sloppy, Target::Any),
         (Fault::TooFewWords, Target::Schema("podcast_segment")),
@@ -727,7 +769,10 @@ async fn bad_output_of_every_kind_still_gives_an_episode_with_the_guarantees() {
         let ratio = q["wordsRatio"].as_f64().unwrap();
         assert!((0.9..=1.1).contains(&ratio), "{fault:?}: words {q}");
         assert!(q["citationCoverage"].as_f64().unwrap() >= 0.6, "{fault:?}: {q}");
-        assert!(mock.calls().iter().any(|c| c.fault == Some(fault.clone())), "{fault:?} applied");
+        assert!(
+            mock.calls().iter().any(|c| c.fault == Some(fault.clone())),
+            "{fault:?} applied"
+        );
         // Reset: the next case starts without leftover faults.
         mock.clear_faults();
     }
@@ -744,7 +789,12 @@ async fn bad_output_of_every_kind_still_gives_an_episode_with_the_guarantees() {
     let p = episode(&app, &user, &id).await;
     assert_guarantees(&p);
     assert_ne!(p["title"], "Return");
-    let tags: Vec<&str> = p["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let tags: Vec<&str> = p["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     assert!(tags.contains(&"websocket") && tags.contains(&"protocol"), "{tags:?}");
 }
 
@@ -755,16 +805,33 @@ async fn a_missed_floor_is_a_warning_and_the_report_is_stored() {
     let mock = MockProvider::start().await.unwrap();
     let app = app(&mock, false).await;
     let user = app.user().await;
-    let id = generate(&app, &user, json!({"topic": "Tides", "targetMinutes": 3,
-        "sources": [{"title": "Tides", "text": "Tides are caused by the gravity of the moon and the sun."}]})).await;
+    let id = generate(
+        &app,
+        &user,
+        json!({"topic": "Tides", "targetMinutes": 3,
+        "sources": [{"title": "Tides", "text": "Tides are caused by the gravity of the moon and the sun."}]}),
+    )
+    .await;
     wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await;
     let p = episode(&app, &user, &id).await;
     assert_guarantees(&p);
     let missed = p["quality"]["floorsMissed"].as_array().unwrap();
-    assert!(missed.iter().any(|m| m.as_str().unwrap().starts_with("words ")), "{missed:?}");
+    assert!(
+        missed.iter().any(|m| m.as_str().unwrap().starts_with("words ")),
+        "{missed:?}"
+    );
     let mut conn = app.app.pool.get().await.unwrap();
-    let stored = podforge::progress::after(&mut conn, id.parse().unwrap(), 0, 1000).await.unwrap();
-    assert!(stored.iter().any(|e| e.kind == EventKind::Warning && e.data.as_ref().unwrap()["code"] == "QUALITY_FLOOR"));
-    let row = podforge::db::podcasts::find(&mut conn, id.parse().unwrap()).await.unwrap().unwrap();
+    let stored = podforge::progress::after(&mut conn, id.parse().unwrap(), 0, 1000)
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .any(|e| e.kind == EventKind::Warning && e.data.as_ref().unwrap()["code"] == "QUALITY_FLOOR")
+    );
+    let row = podforge::db::podcasts::find(&mut conn, id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.quality.unwrap()["floorsMissed"], p["quality"]["floorsMissed"]);
 }

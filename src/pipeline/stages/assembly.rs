@@ -158,10 +158,15 @@ fn episode_title(model: &str, outline_title: &str, topic: &str, research: &Resea
 /// mentions the topic; else the topic followed by the segment titles.
 fn episode_description(model: &str, topic: &str, titles: &[String], hosts: &[String]) -> String {
     let (sentences, _) = finish::split_sentences(model);
-    let kept: Vec<String> = sentences.into_iter().filter(|s| !finish::is_leak(s, hosts, &[])).collect();
+    let kept: Vec<String> = sentences
+        .into_iter()
+        .filter(|s| !finish::is_leak(s, hosts, &[]))
+        .collect();
     let text = kept.join(" ");
     let topic_words = grounding::content_words(topic, hosts);
-    let mentions = grounding::content_words(&text, hosts).iter().any(|w| topic_words.contains(w));
+    let mentions = grounding::content_words(&text, hosts)
+        .iter()
+        .any(|w| topic_words.contains(w));
     if !text.is_empty() && (mentions || topic_words.is_empty()) {
         return text;
     }

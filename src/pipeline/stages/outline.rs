@@ -250,17 +250,25 @@ fn title_from(text: &str) -> String {
 /// segment's first key point or goal, else gets ` (part n)`.
 pub fn distinct_titles(segments: &mut [OutlineSegment]) {
     let mut used: Vec<String> = Vec::new();
-    for i in 0..segments.len() {
+    for (i, segment) in segments.iter_mut().enumerate() {
         let key = |t: &str| super::super::finish::repeat_key(t);
-        let mut title = segments[i].title.clone();
+        let mut title = segment.title.clone();
         if key(&title).is_empty() || used.contains(&key(&title)) {
-            let s = &segments[i];
-            let candidates = s.key_points.iter().chain(std::iter::once(&s.goal)).map(|t| title_from(t));
+            let s = &*segment;
+            let candidates = s
+                .key_points
+                .iter()
+                .chain(std::iter::once(&s.goal))
+                .map(|t| title_from(t));
             title = candidates
                 .into_iter()
                 .find(|c| !key(c).is_empty() && !used.contains(&key(c)))
                 .unwrap_or_else(|| {
-                    let base = if title.trim().is_empty() { format!("Part {}", i + 1) } else { title.clone() };
+                    let base = if title.trim().is_empty() {
+                        format!("Part {}", i + 1)
+                    } else {
+                        title.clone()
+                    };
                     (2..)
                         .map(|n| format!("{base} (part {n})"))
                         .find(|c| !used.contains(&key(c)))
@@ -268,7 +276,7 @@ pub fn distinct_titles(segments: &mut [OutlineSegment]) {
                 });
         }
         used.push(key(&title));
-        segments[i].title = title;
+        segment.title = title;
     }
 }
 
@@ -292,8 +300,10 @@ mod tests {
             seg("", ""),
         ];
         distinct_titles(&mut s);
-        let keys: std::collections::HashSet<String> =
-            s.iter().map(|x| super::super::super::finish::repeat_key(&x.title)).collect();
+        let keys: std::collections::HashSet<String> = s
+            .iter()
+            .map(|x| super::super::super::finish::repeat_key(&x.title))
+            .collect();
         assert_eq!(keys.len(), 4, "{s:?}");
         assert_eq!(s[1].title, "Frames carry data, masked from client to server");
         assert!(s.iter().all(|x| !x.title.is_empty()));

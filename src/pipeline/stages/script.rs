@@ -176,7 +176,9 @@ fn finish_turns(
 
 /// The host after `speaker` in `hosts` (the first when `speaker` is none).
 fn next_host(hosts: &[String], speaker: Option<&str>) -> String {
-    let i = speaker.and_then(|s| hosts.iter().position(|h| h == s)).map_or(0, |i| i + 1);
+    let i = speaker
+        .and_then(|s| hosts.iter().position(|h| h == s))
+        .map_or(0, |i| i + 1);
     hosts.get(i % hosts.len().max(1)).cloned().unwrap_or_default()
 }
 
@@ -213,7 +215,13 @@ fn take_fact(facts: &mut Vec<Fact>, want: usize, room: usize, said: &dyn Fn(&str
 ///    (at least two turns are kept).
 ///
 /// `said` tells facts already spoken elsewhere.
-fn fit_segment(turns: &mut Vec<Turn>, facts: &mut Vec<Fact>, hosts: &[String], budget: usize, said: &dyn Fn(&str) -> bool) {
+fn fit_segment(
+    turns: &mut Vec<Turn>,
+    facts: &mut Vec<Fact>,
+    hosts: &[String],
+    budget: usize,
+    said: &dyn Fn(&str) -> bool,
+) {
     let max = budget + budget / 10;
     let covered = |turns: &[Turn]| turns.iter().filter(|t| !t.citations.is_empty()).count();
     let mut guard = 0;
@@ -222,21 +230,29 @@ fn fit_segment(turns: &mut Vec<Turn>, facts: &mut Vec<Fact>, hosts: &[String], b
         && guard < 64
     {
         guard += 1;
-        let Some(i) = turns.iter().rposition(|t| t.citations.is_empty()) else { break };
+        let Some(i) = turns.iter().rposition(|t| t.citations.is_empty()) else {
+            break;
+        };
         let words = text::count_words(&turns[i].text);
         let room = max.saturating_sub(finish::words(turns) - words).max(words);
-        let Some(f) = take_fact(facts, words, room, said) else { break };
+        let Some(f) = take_fact(facts, words, room, said) else {
+            break;
+        };
         turns[i] = fact_turn(turns[i].speaker.clone(), &f);
     }
     while finish::words(turns) < budget {
         let room = max - finish::words(turns).min(max);
         let want = (budget - finish::words(turns)).min(45);
-        let Some(f) = take_fact(facts, want, room, said) else { break };
+        let Some(f) = take_fact(facts, want, room, said) else {
+            break;
+        };
         let speaker = next_host(hosts, turns.last().map(|t| t.speaker.as_str()));
         turns.push(fact_turn(speaker, &f));
     }
     while finish::words(turns) > max && turns.len() > 2 {
-        let Some(i) = turns.iter().rposition(|t| t.citations.is_empty()) else { break };
+        let Some(i) = turns.iter().rposition(|t| t.citations.is_empty()) else {
+            break;
+        };
         if finish::words(turns) - text::count_words(&turns[i].text) < budget * 9 / 10 {
             break;
         }
@@ -290,7 +306,11 @@ impl SegmentJob<'_> {
         let mut continued = false;
         loop {
             let remaining = budget_words.saturating_sub(finish::words(&turns));
-            let ask_words = if turns.is_empty() { budget_words } else { remaining.max(20) };
+            let ask_words = if turns.is_empty() {
+                budget_words
+            } else {
+                remaining.max(20)
+            };
             let max_tokens = (ask_words as u32 * 3 + 400).min(8_000);
             let mut source_tokens = source_budget(llm.context_tokens(), max_tokens, fixed);
             let written = loop {

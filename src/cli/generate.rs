@@ -289,7 +289,14 @@ async fn write_outputs(app: &App, viewer: &Viewer, id: PodcastId, out: &Path) ->
             .cloned()
             .with_context(|| format!("the {stage} stage's output is missing"))
     };
-    let research: Research = serde_json::from_value(get(StageKind::Research)?)?;
+    // The sources with the text the episode was written from.
+    let research: Research = match library::research_with_content(app, id)
+        .await
+        .map_err(anyhow::Error::from)?
+    {
+        Some(full) => serde_json::from_value(full)?,
+        None => serde_json::from_value(get(StageKind::Research)?)?,
+    };
     let outline: Outline = serde_json::from_value(get(StageKind::Outline)?)?;
     let script: Script = serde_json::from_value(get(StageKind::Script)?)?;
     let assembly: Assembly = serde_json::from_value(get(StageKind::Assembly)?)?;
@@ -330,6 +337,7 @@ async fn write_outputs(app: &App, viewer: &Viewer, id: PodcastId, out: &Path) ->
         })),
         "showNotes": assembly.show_notes,
         "usage": p.usage,
+        "quality": assembly.quality,
         "model": app.pipeline.model_name(),
         "createdAt": p.created_at,
         "completedAt": p.completed_at,

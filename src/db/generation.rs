@@ -62,6 +62,8 @@ pub struct EpisodeFields<'a> {
     pub estimated_duration_seconds: Option<i32>,
     /// Usage per stage.
     pub usage: Option<&'a serde_json::Value>,
+    /// The quality report.
+    pub quality: Option<&'a serde_json::Value>,
 }
 
 /// Deletes the checkpoint of `stage`, so the next run does that stage again.
@@ -90,6 +92,7 @@ pub async fn publish_episode(
             podcasts::word_count.eq(f.word_count),
             podcasts::estimated_duration_seconds.eq(f.estimated_duration_seconds),
             podcasts::usage.eq(f.usage),
+            podcasts::quality.eq(f.quality),
             podcasts::error_code.eq(None::<String>),
             podcasts::error_message.eq(None::<String>),
             podcasts::error_retryable.eq(None::<bool>),

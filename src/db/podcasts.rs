@@ -74,6 +74,9 @@ pub struct Podcast {
     pub updated_at: DateTime<Utc>,
     /// When it reached COMPLETED.
     pub completed_at: Option<DateTime<Utc>>,
+    /// The episode's quality report (`pipeline::quality::QualityReport` as
+    /// JSON), set at COMPLETED.
+    pub quality: Option<serde_json::Value>,
 }
 
 /// A generation request to store.

@@ -72,6 +72,7 @@ diesel::table! {
         completed_at -> Nullable<Timestamptz>,
         event_seq -> Int4,
         generation_run -> Int4,
+        quality -> Nullable<Jsonb>,
     }
 }
 

@@ -364,6 +364,14 @@ impl Podcast {
     async fn duration_seconds(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<f64>> {
         Ok(self.media(ctx).await?.map(|m| m.duration_seconds))
     }
+    /// What the program measured on the finished episode (null until
+    /// COMPLETED, and for episodes finished before the report existed).
+    async fn quality(&self) -> async_graphql::Result<Option<QualityReport>> {
+        let Some(v) = &self.row.quality else { return Ok(None) };
+        let report: crate::pipeline::quality::QualityReport = serde_json::from_value(v.clone())
+            .map_err(|e| async_graphql::Error::new(format!("stored quality report is unreadable: {e}")))?;
+        Ok(Some(QualityReport(report)))
+    }
     /// Provider usage per stage: `{"research": {"calls", "promptTokens", "completionTokens", "latencyMs"}, ...}`.
     async fn usage(&self) -> Option<async_graphql::Json<serde_json::Value>> {
         self.row.usage.clone().map(async_graphql::Json)
@@ -986,4 +994,88 @@ pub enum VoiceGender {
     Female,
     /// A male voice.
     Male,
+}
+
+/// What the program measured on a finished episode. Floors (issue 12): words
+/// within 10% of the target, citation coverage at least 0.6 (with sources),
+/// no dangling citation, unfinished turn, repeated turn or leak, segment
+/// overlap under 0.2, intro and outro of two or more turns with every host,
+/// distinct titles; `floorsMissed` names the ones missed.
+pub struct QualityReport(pub crate::pipeline::quality::QualityReport);
+
+/// What the program measured on a finished episode.
+#[Object]
+impl QualityReport {
+    /// Words asked for: target minutes times the language's speaking rate.
+    async fn target_words(&self) -> i32 {
+        self.0.target_words as i32
+    }
+    /// Words written (intro, segments, outro).
+    async fn words(&self) -> i32 {
+        self.0.words as i32
+    }
+    /// `words / targetWords`.
+    async fn words_ratio(&self) -> f64 {
+        self.0.words_ratio
+    }
+    /// Turns of the segments (intro and outro excluded).
+    async fn body_turns(&self) -> i32 {
+        self.0.body_turns as i32
+    }
+    /// Body turns with a citation that the cited source's passage supports
+    /// (content-word overlap: half the turn's content words, at least 3, in
+    /// one passage of about 100 tokens).
+    async fn supported_turns(&self) -> i32 {
+        self.0.supported_turns as i32
+    }
+    /// `supportedTurns / bodyTurns`, 0 to 1.
+    async fn citation_coverage(&self) -> f64 {
+        self.0.citation_coverage
+    }
+    /// Citations naming no source, or a source that does not support the turn.
+    async fn dangling_citations(&self) -> i32 {
+        self.0.dangling_citations as i32
+    }
+    /// Turns that do not end at a sentence boundary.
+    async fn unfinished_turns(&self) -> i32 {
+        self.0.unfinished_turns as i32
+    }
+    /// Turns repeating an earlier turn (letters and digits compared, case aside).
+    async fn repeated_turns(&self) -> i32 {
+        self.0.repeated_turns as i32
+    }
+    /// Largest share of 5-grams two segments have in common, over the
+    /// smaller segment's 5-grams, 0 to 1.
+    async fn max_segment_overlap(&self) -> f64 {
+        self.0.max_segment_overlap
+    }
+    /// Turns holding markup, JSON fragments, speaker labels, prompt text or
+    /// a segment title read out.
+    async fn leaks(&self) -> i32 {
+        self.0.leaks as i32
+    }
+    /// Turns of the intro.
+    async fn intro_turns(&self) -> i32 {
+        self.0.intro_turns as i32
+    }
+    /// Turns of the outro.
+    async fn outro_turns(&self) -> i32 {
+        self.0.outro_turns as i32
+    }
+    /// True when every host speaks in both the intro and the outro.
+    async fn every_host_in_framing(&self) -> bool {
+        self.0.every_host_in_framing
+    }
+    /// True when no two segment titles are the same.
+    async fn distinct_titles(&self) -> bool {
+        self.0.distinct_titles
+    }
+    /// Language detected per segment (ISO 639-3 code, null when unsure).
+    async fn segment_languages(&self) -> &[Option<String>] {
+        &self.0.segment_languages
+    }
+    /// The floors missed, in words; empty when the episode meets them all.
+    async fn floors_missed(&self) -> &[String] {
+        &self.0.floors_missed
+    }
 }

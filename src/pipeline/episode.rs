@@ -114,7 +114,7 @@ pub struct Chapter {
 }
 
 /// The assembly stage's output: the finished episode's metadata and framing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Assembly {
     /// Episode title.
@@ -135,6 +135,10 @@ pub struct Assembly {
     pub word_count: i32,
     /// Estimated spoken length, seconds.
     pub estimated_duration_seconds: i32,
+    /// What the program measured on the finished episode (absent from
+    /// checkpoints written before the report existed).
+    #[serde(default)]
+    pub quality: Option<super::quality::QualityReport>,
 }
 
 /// When a turn is heard in the episode's audio.

@@ -10,7 +10,10 @@
 //! stage pick up its own finished parts.
 
 pub mod episode;
+pub mod finish;
+pub mod grounding;
 pub mod prompts;
+pub mod quality;
 pub mod runner;
 pub mod schemas;
 pub mod stages;
@@ -284,4 +287,6 @@ pub struct EpisodeMetadata {
     pub word_count: Option<i32>,
     /// Estimated length, seconds.
     pub estimated_duration_seconds: Option<i32>,
+    /// The quality report ([`quality::QualityReport`] as JSON).
+    pub quality: Option<serde_json::Value>,
 }

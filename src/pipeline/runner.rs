@@ -142,6 +142,7 @@ impl Extra<'_> {
                     word_count: metadata.word_count,
                     estimated_duration_seconds: metadata.estimated_duration_seconds,
                     usage: Some(usage),
+                    quality: metadata.quality.as_ref(),
                 };
                 generation::publish_episode(conn, id, &fields).await
             }

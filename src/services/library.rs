@@ -181,6 +181,18 @@ pub async fn audio(app: &App, id: PodcastId) -> ApiResult<Option<crate::db::medi
     run!(app.pool, ApiError, async |conn| Ok(crate::db::media::find(conn, id, crate::db::media::EPISODE).await?))
 }
 
+/// The research stage's whole output of a podcast the caller has already
+/// read, sources' `content` included (the text the episode was written
+/// from, at most 200,000 characters per source); `None` before research.
+pub async fn research_with_content(app: &App, id: PodcastId) -> ApiResult<Option<serde_json::Value>> {
+    let mut conn = app.pool.get().await?;
+    Ok(crate::db::generation::checkpoints(&mut conn, id)
+        .await?
+        .into_iter()
+        .find(|(stage, _, _)| *stage == crate::domain::StageKind::Research)
+        .map(|(_, output, _)| output))
+}
+
 /// The viewer's podcast `id`, or `None` when missing or someone else's.
 pub async fn get(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Option<Podcast>> {
     run!(app.pool, ApiError, async |conn| Ok(podcasts::find_owned(

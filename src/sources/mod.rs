@@ -68,7 +68,7 @@ pub use chunk::{Chunk, chunk, chunk_with_overlap, estimate_tokens};
 pub use error::SourceError;
 pub use extract::{clean_text, extract_html};
 pub use fetch::{FetchLimits, SourceClient, fetch, is_forbidden_ip};
-pub use rank::{rank, select};
+pub use rank::{rank, select, terms};
 
 /// A source reduced to readable text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ const B: f32 = 0.75;
 /// - Runs of CJK characters become overlapping character bigrams (`猫科动物` → `猫科`, `科动`,
 ///   `动物`); a single CJK character stands alone. Bigrams are the usual dictionary-free
 ///   indexing unit for Chinese/Japanese and match multi-character words well.
-pub(super) fn terms(text: &str) -> Vec<String> {
+pub fn terms(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut word = String::new();
     let mut cjk: Vec<char> = Vec::new();

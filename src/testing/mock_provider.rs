@@ -93,6 +93,27 @@ pub enum Fault {
     StreamErrorData(&'static str),
     /// Half the answer, then `finish_reason: "length"` (the token cap cut it off).
     LengthFinish,
+    /// Every other turn stops mid-clause.
+    CutOffTurns,
+    /// A fixed sentence opens every segment, and a turn is said twice.
+    RepeatedTurns,
+    /// A turn's text runs on into JSON of the next turn
+    /// (`', “speaker”: “Grace”, “text”=“...`).
+    JsonFragments,
+    /// An invented claim citing a real source.
+    UnsupportedCitation,
+    /// A segment of one turn of about ten words, whatever the budget.
+    TooFewWords,
+    /// Prompt text and the segment title read out as turns.
+    PromptEcho,
+    /// Outline segments all titled "How It Works".
+    RepeatedTitles,
+    /// Intro of one turn ("I'm Alex"), outro of one word ("You"), stop
+    /// words as tags, an empty description and a title about nothing.
+    ThinFraming,
+    /// All the bad output above (and `Markup`) at once, for whatever the
+    /// call writes.
+    Sloppy,
 }
 
 struct Scripted {
@@ -181,6 +202,11 @@ impl MockProvider {
                 fault,
                 remaining: times,
             });
+    }
+
+    /// Forgets every scripted fault not yet applied.
+    pub fn clear_faults(&self) {
+        self.state.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Serves `body` at `/files/{name}` with `content_type` (a stand-in web
@@ -442,7 +468,134 @@ fn trim_words(text: &str, keep: usize) -> String {
     out.trim().to_owned()
 }
 
+/// The answer for `schema`, spoiled as `fault` asks (see [`spoil`]).
 fn content_for(schema: &str, body: &Value, prompt: &str, fault: &Option<Fault>) -> (Value, usize) {
+    let (mut value, words) = content_base(schema, body, prompt, fault);
+    let Some(f) = fault else { return (value, words) };
+    if !spoil(schema, body, prompt, f, &mut value) {
+        return (value, words);
+    }
+    let count = |v: &Value| -> usize {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| count_words(t["text"].as_str().unwrap_or_default()))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let words = count(&value["turns"]) + count(&value["intro"]) + count(&value["outro"]);
+    (value, words)
+}
+
+/// The sentence [`Fault::RepeatedTurns`] opens every segment with.
+pub const REPEATED_SENTENCE: &str =
+    "Welcome back, this is the part of the show where we get into the details of the topic.";
+/// The claim [`Fault::UnsupportedCitation`] cites a real source for.
+pub const INVENTED_CLAIM: &str = "This episode was filmed at 5pm on Friday, October 9th, 2020.";
+
+/// Applies a content fault of bad output to `value`; false when `fault`
+/// is not one (or not for this schema).
+fn spoil(schema: &str, body: &Value, prompt: &str, fault: &Fault, value: &mut Value) -> bool {
+    let all = fault == &Fault::Sloppy;
+    let on = |f: Fault| all || *fault == f;
+    match schema {
+        "podcast_segment" => {
+            let hosts = speakers(body, &["properties", "turns", "items", "properties", "speaker", "enum"]);
+            let h = |i: usize| {
+                json!(
+                    hosts
+                        .get(i % hosts.len().max(1))
+                        .cloned()
+                        .unwrap_or_else(|| "Host".into())
+                )
+            };
+            let source = passages(prompt).first().map_or(1, |p| p.0);
+            let title = Regex::new(r#"Write segment \d+ of \d+: "([^"]+)""#)
+                .ok()
+                .and_then(|re| re.captures(prompt).map(|c| c[1].to_owned()))
+                .unwrap_or_else(|| "Part one".into());
+            let Some(turns) = value["turns"].as_array_mut() else {
+                return false;
+            };
+            let mut touched = false;
+            if on(Fault::TooFewWords) {
+                turns.truncate(1);
+                if let Some(t) = turns.first_mut() {
+                    let text = t["text"].as_str().unwrap_or_default().to_owned();
+                    t["text"] = json!(trim_words(&text, 10));
+                }
+                touched = true;
+            }
+            if on(Fault::CutOffTurns) {
+                for t in turns.iter_mut().step_by(2) {
+                    let text = t["text"].as_str().unwrap_or_default().to_owned();
+                    t["text"] = json!(format!(
+                        "{text} However once it happens then it may become possible to implement any kind of"
+                    ));
+                }
+                touched = true;
+            }
+            if on(Fault::JsonFragments) {
+                if let Some(t) = turns.last_mut() {
+                    let text = t["text"].as_str().unwrap_or_default().to_owned();
+                    t["text"] = json!(format!(
+                        "{text}', “speaker”: “Grace”, “text”=“And then the frames arrive"
+                    ));
+                }
+                turns.push(
+                    json!({"speaker": h(1), "text": "\"speaker\": \"Ada\", \"text\": \"Right\"}", "citations": []}),
+                );
+                touched = true;
+            }
+            if on(Fault::Markup) && all {
+                if let (Some(t), Some(name)) = (turns.first_mut(), hosts.first()) {
+                    let text = t["text"].as_str().unwrap_or_default().to_owned();
+                    t["text"] = json!(format!("{name}: [laughs] <emphasis>{text}</emphasis>"));
+                }
+                touched = true;
+            }
+            if on(Fault::UnsupportedCitation) {
+                turns.push(json!({"speaker": h(0), "text": INVENTED_CLAIM, "citations": [source]}));
+                touched = true;
+            }
+            if on(Fault::PromptEcho) {
+                turns.push(json!({"speaker": h(1), "text": format!("{title}."), "citations": []}));
+                turns.push(json!({"speaker": h(0), "text": "Word budget: 120 words. Key points: the handshake.", "citations": []}));
+                touched = true;
+            }
+            if on(Fault::RepeatedTurns) {
+                if let Some(first) = turns.first().cloned() {
+                    turns.push(first);
+                }
+                turns.insert(0, json!({"speaker": h(0), "text": REPEATED_SENTENCE, "citations": []}));
+                touched = true;
+            }
+            touched
+        }
+        "podcast_outline" if on(Fault::RepeatedTitles) => {
+            if let Some(segments) = value["segments"].as_array_mut() {
+                for s in segments {
+                    s["title"] = json!("How It Works");
+                }
+            }
+            true
+        }
+        "podcast_assembly" if on(Fault::ThinFraming) => {
+            let hosts = speakers(body, &["properties", "intro", "items", "properties", "speaker", "enum"]);
+            let h0 = hosts.first().cloned().unwrap_or_else(|| "Host".into());
+            value["intro"] = json!([{"speaker": h0, "text": "I'm Alex", "citations": []}]);
+            value["outro"] = json!([{"speaker": h0, "text": "You", "citations": []}]);
+            value["tags"] = json!(["episode", "what", "return"]);
+            value["title"] = json!("Return");
+            value["description"] = json!("");
+            true
+        }
+        _ => false,
+    }
+}
+
+fn content_base(schema: &str, body: &Value, prompt: &str, fault: &Option<Fault>) -> (Value, usize) {
     let topic = line_after(prompt, "Topic: ")
         .or_else(|| line_after(prompt, "Episode topic: "))
         .unwrap_or("the topic")

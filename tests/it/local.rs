@@ -104,6 +104,26 @@ async fn generate_writes_an_episode_by_the_local_model_that_the_library_shows() 
         assert!(t.citations.iter().all(|n| research.has(*n)));
     }
     assert!(episode["wordCount"].as_i64().unwrap() > 0);
+    // The source keeps the text the episode was written from, bounded.
+    let content = episode["sources"][0]["content"].as_str().unwrap();
+    assert!(content.contains("Creative Commons") && content.chars().count() <= 200_000);
+    // What the program guarantees for any model, measured on the episode.
+    let q = &episode["quality"];
+    for zero in ["danglingCitations", "unfinishedTurns", "repeatedTurns", "leaks"] {
+        assert_eq!(q[zero], 0, "{zero}: {q}");
+    }
+    assert!(
+        q["introTurns"].as_i64().unwrap() >= 2 && q["outroTurns"].as_i64().unwrap() >= 2,
+        "{q}"
+    );
+    assert_eq!(q["everyHostInFraming"], true, "{q}");
+    assert_eq!(q["distinctTitles"], true, "{q}");
+    assert!(q["maxSegmentOverlap"].as_f64().unwrap() < 0.2, "{q}");
+    let ratio = q["wordsRatio"].as_f64().unwrap();
+    assert!((0.9..=1.1).contains(&ratio), "words within 10% of the target: {q}");
+    for t in &turns {
+        assert!(podforge::pipeline::finish::is_finished(&t.text), "{}", t.text);
+    }
     assert!(episode["model"].as_str().unwrap().contains("(local)"));
     let notes = episode["showNotes"].as_str().unwrap();
     assert!(notes.contains("## Sources") && notes.contains("1. "));

@@ -9,7 +9,12 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 
+use std::collections::HashMap;
+
 use super::super::episode::{Assembly, Chapter, Outline, Research, Script, Turn};
+use super::super::finish::{self, Framing as Part};
+use super::super::grounding::{self, SourceIndex};
+use super::super::quality::{self, Measured};
 use super::super::structured::{self, CallError, StageObserver, UsageMeter};
 use super::super::text;
 use super::super::{Stage, StageContext, StageError, StageKind, StageOutput};
@@ -60,7 +65,8 @@ pub fn show_notes(title: &str, description: &str, chapters: &[Chapter], research
     md
 }
 
-fn clean_framing(turns: &[Turn], host_names: &[String], research: &Research) -> Vec<Turn> {
+/// The model's framing turns made speech, by hosts only, citations checked.
+fn clean_framing(turns: &[Turn], host_names: &[String], titles: &[String], index: &SourceIndex) -> Vec<Turn> {
     turns
         .iter()
         .filter_map(|t| {
@@ -68,14 +74,9 @@ fn clean_framing(turns: &[Turn], host_names: &[String], research: &Research) -> 
                 .iter()
                 .find(|h| h.eq_ignore_ascii_case(t.speaker.trim()))?
                 .clone();
-            let (text, inline) = text::clean_turn_text(&t.text, host_names);
-            let mut citations: Vec<u32> = t
-                .citations
-                .iter()
-                .chain(inline.iter())
-                .copied()
-                .filter(|n| research.has(*n))
-                .collect();
+            let (text, inline) = finish::finish_turn_text(&t.text, host_names, titles);
+            let cited: Vec<u32> = t.citations.iter().chain(inline.iter()).copied().collect();
+            let mut citations: Vec<u32> = cited.into_iter().filter(|n| index.supports(&text, *n)).collect();
             citations.dedup();
             (!text.is_empty()).then_some(Turn {
                 speaker,
@@ -84,6 +85,93 @@ fn clean_framing(turns: &[Turn], host_names: &[String], research: &Research) -> 
             })
         })
         .collect()
+}
+
+/// Tags that are content terms of the topic and the sources: the model's
+/// tags whose every word occurs there (stop words never), then the topic's
+/// content words, then the sources' most frequent content words (four
+/// letters or more, or CJK bigrams); 3 to 6, lower case, distinct.
+pub fn content_tags(topic: &str, research: &Research, model_tags: &[String], hosts: &[String]) -> Vec<String> {
+    let topic_words: Vec<String> = crate::sources::terms(topic)
+        .into_iter()
+        .filter(|w| grounding::content_words(w, hosts).contains(w))
+        .collect();
+    let mut freq: HashMap<String, usize> = HashMap::new();
+    for s in &research.sources {
+        let head: String = s.content.chars().take(200_000).collect();
+        for w in crate::sources::terms(&format!("{} {head}", s.title)) {
+            let long = w.chars().any(crate::pipeline::text::is_cjk) || w.chars().count() >= 4;
+            if long && !w.chars().all(|c| c.is_ascii_digit()) && !grounding::is_stop_word(&w) {
+                *freq.entry(w).or_default() += 1;
+            }
+        }
+    }
+    for w in &topic_words {
+        freq.entry(w.clone()).or_insert(1);
+    }
+    let mut by_freq: Vec<(&String, &usize)> = freq.iter().collect();
+    by_freq.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let known = |w: &str| freq.contains_key(w) || topic_words.iter().any(|t| t == w);
+    let mut tags: Vec<String> = Vec::new();
+    let push = |t: String, tags: &mut Vec<String>| {
+        if !t.is_empty() && tags.len() < 6 && !tags.contains(&t) {
+            tags.push(t);
+        }
+    };
+    for t in model_tags {
+        let t = t.trim().to_lowercase();
+        let words = crate::sources::terms(&t);
+        if !words.is_empty() && words.len() <= 3 && words.iter().all(|w| !grounding::is_stop_word(w) && known(w)) {
+            push(words.join(" "), &mut tags);
+        }
+    }
+    for w in &topic_words {
+        push(w.clone(), &mut tags);
+    }
+    for (w, _) in by_freq {
+        if tags.len() >= 6 {
+            break;
+        }
+        push(w.clone(), &mut tags);
+    }
+    tags
+}
+
+/// The model's title when it speaks of the topic or the sources (shares a
+/// content word with them) and is clean, else the outline's, else the topic.
+fn episode_title(model: &str, outline_title: &str, topic: &str, research: &Research, hosts: &[String]) -> String {
+    let mut about = grounding::content_words(topic, hosts);
+    for s in &research.sources {
+        about.extend(grounding::content_words(&s.title, hosts));
+    }
+    let ok = |t: &str| {
+        let t = t.trim();
+        !t.is_empty()
+            && !finish::has_leak(t, hosts, &[])
+            && (about.is_empty() || grounding::content_words(t, hosts).iter().any(|w| about.contains(w)))
+    };
+    let pick = [model, outline_title].into_iter().find(|t| ok(t)).unwrap_or(topic);
+    pick.trim().chars().take(120).collect()
+}
+
+/// The model's description, complete sentences without leaks, when it
+/// mentions the topic; else the topic followed by the segment titles.
+fn episode_description(model: &str, topic: &str, titles: &[String], hosts: &[String]) -> String {
+    let (sentences, _) = finish::split_sentences(model);
+    let kept: Vec<String> = sentences
+        .into_iter()
+        .filter(|s| !finish::is_leak(s, hosts, &[]))
+        .collect();
+    let text = kept.join(" ");
+    let topic_words = grounding::content_words(topic, hosts);
+    let mentions = grounding::content_words(&text, hosts)
+        .iter()
+        .any(|w| topic_words.contains(w));
+    if !text.is_empty() && (mentions || topic_words.is_empty()) {
+        return text;
+    }
+    let topic = topic.trim().trim_end_matches(['.', '!', '?']);
+    format!("{topic}: {}.", titles.join("; "))
 }
 
 #[async_trait::async_trait]
@@ -100,7 +188,18 @@ impl Stage for AssemblyStage {
         let host_names: Vec<String> = hosts(ctx).iter().map(|h| h.name.clone()).collect();
         let meter = UsageMeter::default();
         let framing = frame(ctx, llm.as_ref(), &meter, &research, &outline, &host_names).await?;
-        let assembly = assemble(&ctx.podcast.language, &research, &script, &framing, &host_names);
+        let assembly = assemble(ctx, &research, &outline, &script, &framing, &host_names);
+        if let Some(q) = &assembly.quality
+            && !q.floors_missed.is_empty()
+        {
+            ctx.warn(
+                "quality",
+                "QUALITY_FLOOR",
+                format!("the episode misses quality floors: {}", q.floors_missed.join("; ")),
+            )
+            .await
+            .map_err(|e| StageError::retryable(FailureCode::Internal, e.to_string()))?;
+        }
         let output =
             serde_json::to_value(&assembly).map_err(|e| StageError::fatal(FailureCode::Internal, e.to_string()))?;
         Ok(StageOutput {
@@ -144,19 +243,8 @@ async fn frame(
     // 45 words, each about as long as its share allows.
     let framing_turns = ((intro_budget / 45) as usize + 1).clamp(1, 4);
     let turn_chars = ((intro_budget as usize / framing_turns) * 7).clamp(120, 600);
-    let names = host_names.to_vec();
-    let check = move |f: &Framing| -> Result<(), String> {
-        if f.title.trim().is_empty() || f.description.trim().is_empty() {
-            return Err("the title and description must not be empty".into());
-        }
-        if clean_framing(&f.intro, &names, research).is_empty() || clean_framing(&f.outro, &names, research).is_empty()
-        {
-            return Err(format!(
-                "the intro and the outro each need at least one turn by {names:?}"
-            ));
-        }
-        Ok(())
-    };
+    // Nothing to check: the program completes and cleans what comes back.
+    let check = |_: &Framing| -> Result<(), String> { Ok(()) };
     let max_tokens = (outline.framing_word_budget * 3 + 600).min(4_000);
     match structured::call::<Framing>(
         llm,
@@ -170,6 +258,18 @@ async fn frame(
     .await
     {
         Ok(f) => Ok(f),
+        // The framing is the program's to complete: an answer that stayed
+        // unusable leaves it to the templates rather than failing the episode.
+        Err(CallError::Stage(e)) if matches!(e.code, FailureCode::ScriptInvalid | FailureCode::OutputTruncated) => {
+            tracing::warn!(code = %e.code, "the model's framing was unusable; the program frames the episode");
+            Ok(Framing {
+                title: String::new(),
+                description: String::new(),
+                tags: Vec::new(),
+                intro: Vec::new(),
+                outro: Vec::new(),
+            })
+        }
         Err(CallError::ContextLength) => Err(StageError::fatal(
             FailureCode::SourceTooLong,
             "the assembly prompt does not fit the model's context",
@@ -178,18 +278,39 @@ async fn frame(
     }
 }
 
-/// The finished episode from its parts: chapters at the spoken times of
-/// each segment's words, word count and duration estimates, the cited
-/// sources, cleaned metadata and show notes.
+/// The finished episode from its parts: intro and outro completed to at
+/// least two turns with every host speaking and nothing said twice,
+/// chapters at the spoken times of each segment's words, word count and
+/// duration estimates, the cited sources, a title and description about
+/// the topic, content tags, show notes, and the quality report.
 fn assemble(
-    language: &str,
+    ctx: &StageContext<'_>,
     research: &Research,
+    outline: &Outline,
     script: &Script,
     framing: &Framing,
     host_names: &[String],
 ) -> Assembly {
-    let intro = clean_framing(&framing.intro, host_names, research);
-    let outro = clean_framing(&framing.outro, host_names, research);
+    let p = ctx.podcast;
+    let language = p.language.as_str();
+    let index = SourceIndex::new(research, host_names);
+    let titles: Vec<String> = script.segments.iter().map(|s| s.title.clone()).collect();
+    let mut said = finish::Said::new();
+    for s in &script.segments {
+        said.remember(&s.turns);
+    }
+    let intro = said.admit_framing(clean_framing(&framing.intro, host_names, &titles, &index));
+    let intro = finish::complete_framing(intro, Part::Intro, host_names, language, &p.topic, &mut said);
+    let outro = said.admit_framing(clean_framing(&framing.outro, host_names, &titles, &index));
+    let outro = finish::complete_framing(outro, Part::Outro, host_names, language, &p.topic, &mut said);
+    // Sentences may have gone since the citations were checked.
+    let recheck = |mut turns: Vec<Turn>| {
+        for t in &mut turns {
+            t.citations.retain(|n| index.supports(&t.text, *n));
+        }
+        turns
+    };
+    let (intro, outro) = (recheck(intro), recheck(outro));
     let words = |turns: &[Turn]| turns.iter().map(|t| text::count_words(&t.text)).sum::<usize>();
     let mut chapters = vec![Chapter {
         title: "Intro".into(),
@@ -216,18 +337,22 @@ fn assemble(
         .collect();
     cited.sort_unstable();
     cited.dedup();
-    let title = framing.title.trim().chars().take(120).collect::<String>();
-    let description = framing.description.trim().to_owned();
-    let mut tags: Vec<String> = framing
-        .tags
-        .iter()
-        .map(|t| t.trim().to_lowercase())
-        .filter(|t| !t.is_empty())
-        .take(8)
-        .collect();
-    tags.dedup();
+    let (title, _) = text::clean_turn_text(&framing.title, host_names);
+    let title = episode_title(&title, &outline.title, &p.topic, research, host_names);
+    let description = episode_description(&framing.description, &p.topic, &titles, host_names);
+    let tags = content_tags(&p.topic, research, &framing.tags, host_names);
     let notes = show_notes(&title, &description, &chapters, research, &cited);
+    let target_words = (p.target_duration_seconds.max(60) as u32) * text::words_per_minute(language) / 60;
+    let report = quality::measure(&Measured {
+        intro: &intro,
+        segments: &script.segments,
+        outro: &outro,
+        hosts: host_names,
+        research,
+        target_words,
+    });
     Assembly {
+        quality: Some(report),
         title,
         description,
         tags,

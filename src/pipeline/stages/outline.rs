@@ -215,6 +215,7 @@ async fn shape(ctx: &StageContext<'_>, plan: Planned, research: &Research) -> Re
             word_budget,
         });
     }
+    distinct_titles(&mut segments);
     Ok(Outline {
         title: plan.title.trim().to_owned(),
         hook: plan.hook.trim().to_owned(),
@@ -223,9 +224,90 @@ async fn shape(ctx: &StageContext<'_>, plan: Planned, research: &Research) -> Re
     })
 }
 
+/// A short title from `text`: its first words (at most 8, at most 60
+/// characters), without trailing punctuation, first letter upper case.
+fn title_from(text: &str) -> String {
+    let mut out = String::new();
+    for w in text.split_whitespace().take(8) {
+        if out.chars().count() + w.chars().count() > 60 {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    let out = out.trim_end_matches(|c: char| !c.is_alphanumeric()).to_owned();
+    let mut chars = out.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
+}
+
+/// Makes segment titles distinct (letters and digits compared, case
+/// aside): a title already used, or empty, becomes one drawn from the
+/// segment's first key point or goal, else gets ` (part n)`.
+pub fn distinct_titles(segments: &mut [OutlineSegment]) {
+    let mut used: Vec<String> = Vec::new();
+    for (i, segment) in segments.iter_mut().enumerate() {
+        let key = |t: &str| super::super::finish::repeat_key(t);
+        let mut title = segment.title.clone();
+        if key(&title).is_empty() || used.contains(&key(&title)) {
+            let s = &*segment;
+            let candidates = s
+                .key_points
+                .iter()
+                .chain(std::iter::once(&s.goal))
+                .map(|t| title_from(t));
+            title = candidates
+                .into_iter()
+                .find(|c| !key(c).is_empty() && !used.contains(&key(c)))
+                .unwrap_or_else(|| {
+                    let base = if title.trim().is_empty() {
+                        format!("Part {}", i + 1)
+                    } else {
+                        title.clone()
+                    };
+                    (2..)
+                        .map(|n| format!("{base} (part {n})"))
+                        .find(|c| !used.contains(&key(c)))
+                        .unwrap_or(base)
+                });
+        }
+        used.push(key(&title));
+        segment.title = title;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn titles_are_made_distinct() {
+        let seg = |title: &str, point: &str| OutlineSegment {
+            title: title.into(),
+            goal: "Understand it.".into(),
+            key_points: vec![point.into()],
+            sources: vec![],
+            word_budget: 100,
+        };
+        let mut s = vec![
+            seg("How It Works", "The opening handshake"),
+            seg("How it works!", "Frames carry data, masked from client to server"),
+            seg("How It Works", "The opening handshake"),
+            seg("", ""),
+        ];
+        distinct_titles(&mut s);
+        let keys: std::collections::HashSet<String> = s
+            .iter()
+            .map(|x| super::super::super::finish::repeat_key(&x.title))
+            .collect();
+        assert_eq!(keys.len(), 4, "{s:?}");
+        assert_eq!(s[1].title, "Frames carry data, masked from client to server");
+        assert!(s.iter().all(|x| !x.title.is_empty()));
+    }
 
     #[test]
     fn budgets_follow_length_and_language() {

@@ -333,7 +333,11 @@ impl App {
     /// A signed URL of the media object `key`, valid for `ttl`.
     pub fn media_url(&self, key: &str, ttl: std::time::Duration) -> String {
         let expires = chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        format!("{}/media/{key}?{}", self.public_origin(), self.signer.sign(key, expires))
+        format!(
+            "{}/media/{key}?{}",
+            self.public_origin(),
+            self.signer.sign(key, expires)
+        )
     }
 
     /// After a commit that asked the running job `job` to stop: tells the

@@ -704,7 +704,10 @@ impl SpeechConfig {
 
 impl MediaConfig {
     fn from_env(env: &Env<'_>) -> anyhow::Result<Self> {
-        let data_dir = env.raw("PODFORGE_DATA_DIR").map(PathBuf::from).unwrap_or_else(default_data_dir);
+        let data_dir = env
+            .raw("PODFORGE_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(default_data_dir);
         Ok(MediaConfig {
             dir: env
                 .raw("PODFORGE_MEDIA_DIR")

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::pipeline::Pipeline;
 use crate::media::store::MediaStore;
+use crate::pipeline::Pipeline;
 use crate::pipeline::stages::synthesis::Audio;
 use crate::providers::speech::SpeechProvider;
 

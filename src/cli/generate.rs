@@ -173,11 +173,7 @@ pub async fn run(app: Arc<App>, args: GenerateArgs) -> anyhow::Result<PathBuf> {
         format: Some(args.format),
         target_minutes: Some(args.minutes),
         language: Some(args.language.clone()),
-        hosts: args
-            .hosts
-            .iter()
-            .map(|h| Host::named(h.clone()))
-            .collect(),
+        hosts: args.hosts.iter().map(|h| Host::named(h.clone())).collect(),
         ..Default::default()
     };
     let podcast = generation::request(&app, &viewer, request)

@@ -146,7 +146,9 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The podcast's id.")] id: ID,
-        #[graphql(desc = "Hosts to re-voice (1 to 4) by name, each with a voice id from `voices`; hosts not named keep their voice.")]
+        #[graphql(
+            desc = "Hosts to re-voice (1 to 4) by name, each with a voice id from `voices`; hosts not named keep their voice."
+        )]
         hosts: Vec<HostVoiceInput>,
     ) -> async_graphql::Result<Podcast> {
         let viewer = viewer(ctx).await?;
@@ -158,7 +160,9 @@ impl MutationRoot {
                 voice: h.voice,
             })
             .collect();
-        Ok(generation::regenerate_audio(app(ctx), &viewer, id, voices).await?.into())
+        Ok(generation::regenerate_audio(app(ctx), &viewer, id, voices)
+            .await?
+            .into())
     }
 
     /// Changes a podcast's title, description or tags. NOT_FOUND when it does

@@ -25,7 +25,9 @@ impl QueryRoot {
     async fn voices(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "A BCP-47 tag such as `en`, `en-GB` or `fr`: only voices that speak it, defaults first. All voices when omitted.")]
+        #[graphql(
+            desc = "A BCP-47 tag such as `en`, `en-GB` or `fr`: only voices that speak it, defaults first. All voices when omitted."
+        )]
         language: Option<String>,
     ) -> Vec<Voice> {
         let Some(speech) = app(ctx).speech.as_deref() else {

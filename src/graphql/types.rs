@@ -902,7 +902,9 @@ impl Audio {
     async fn url(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Lifetime of the URL in seconds, 60 to 604800 (7 days); default 3600 (PODFORGE_MEDIA_URL_TTL_SECS).")]
+        #[graphql(
+            desc = "Lifetime of the URL in seconds, 60 to 604800 (7 days); default 3600 (PODFORGE_MEDIA_URL_TTL_SECS)."
+        )]
         expires_in_seconds: Option<i32>,
     ) -> async_graphql::Result<String> {
         let app = app(ctx);

@@ -118,7 +118,10 @@ mod tests {
         assert_eq!(signer.verify("podcasts/b/episode.mp3", expires, &sig, 0), refused);
         assert_eq!(signer.verify("podcasts/a/episode.mp3", expires + 1, &sig, 0), refused);
         assert_eq!(signer.verify("podcasts/a/episode.mp3", expires, "AAAA", 0), refused);
-        assert_eq!(signer.verify("podcasts/a/episode.mp3", expires, "not base64!", 0), refused);
+        assert_eq!(
+            signer.verify("podcasts/a/episode.mp3", expires, "not base64!", 0),
+            refused
+        );
         let other = UrlSigner::new(b"another secret");
         assert_eq!(other.verify("podcasts/a/episode.mp3", expires, &sig, 0), refused);
     }

@@ -55,7 +55,10 @@ pub fn clip_key(podcast: PodcastId, provider: &str, model: &str, voice: &str, sp
 /// The key of a finished episode file: one per content (its SHA-256), so a
 /// re-rendered episode gets a new URL and caches never serve the old audio.
 pub fn episode_key(podcast: PodcastId, sha256_hex: &str) -> String {
-    format!("podcasts/{podcast}/episode-{}.mp3", &sha256_hex[..sha256_hex.len().min(16)])
+    format!(
+        "podcasts/{podcast}/episode-{}.mp3",
+        &sha256_hex[..sha256_hex.len().min(16)]
+    )
 }
 
 /// True for keys this store hands out (a request for anything else is refused
@@ -196,7 +199,14 @@ mod tests {
     #[test]
     fn only_media_keys_are_accepted() {
         assert!(is_media_key("podcasts/0190/episode-abc.mp3"));
-        for bad in ["../etc/passwd", "podcasts/../x", "podcasts//x", "other/x", "podcasts/a b", "podcasts/%2e%2e"] {
+        for bad in [
+            "../etc/passwd",
+            "podcasts/../x",
+            "podcasts//x",
+            "other/x",
+            "podcasts/a b",
+            "podcasts/%2e%2e",
+        ] {
             assert!(!is_media_key(bad), "{bad}");
         }
     }

@@ -172,7 +172,10 @@ async fn serve_object(app: &App, method: &Method, key: &str, headers: &HeaderMap
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| none_match(v, &etag))
     {
-        return base.status(StatusCode::NOT_MODIFIED).body(Body::empty()).unwrap_or_default();
+        return base
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_default();
     }
     base = base.header(header::CONTENT_TYPE, content_type(key));
     let if_range_ok = headers
@@ -253,17 +256,29 @@ pub(super) async fn voice_preview(
     };
     let safe = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
-    let key = format!("previews/{}/{}/{}.wav", safe(speech.name()), safe(speech.model()), safe(&voice.id));
+    let key = format!(
+        "previews/{}/{}/{}.wav",
+        safe(speech.name()),
+        safe(speech.model()),
+        safe(&voice.id)
+    );
     let cache = "public, max-age=86400";
     let present = matches!(app.media.head(&key).await, Ok(Some(_)));
     if !present {
         let _turn = ONE_AT_A_TIME.lock().await;
         if !matches!(app.media.head(&key).await, Ok(Some(_))) {
             let language = voice.languages.first().map_or("en", String::as_str);
-            let request = crate::providers::speech::SpeechRequest::new(voice.id.clone(), preview_line(language, &voice.name));
+            let request =
+                crate::providers::speech::SpeechRequest::new(voice.id.clone(), preview_line(language, &voice.name));
             let wav = match speech.synthesize(request).await.map(|c| c.to_wav()) {
                 Ok(Ok(wav)) => wav,
                 Ok(Err(e)) => {
@@ -304,7 +319,10 @@ mod tests {
         assert_eq!(parse_range("bytes=a-b", size), RangeAsk::Whole);
         assert_eq!(parse_range("bytes=-", size), RangeAsk::Whole);
         assert_eq!(parse_range("bytes=0-", 0), RangeAsk::Unsatisfiable);
-        assert_eq!(parse_range("bytes=99999999999999999999999-", size), RangeAsk::Unsatisfiable);
+        assert_eq!(
+            parse_range("bytes=99999999999999999999999-", size),
+            RangeAsk::Unsatisfiable
+        );
     }
 
     #[test]

@@ -17,8 +17,8 @@ use crate::jobs::NewJob;
 use crate::jobs::queue::{self, CancelRequest};
 use crate::pipeline::JOB_KIND;
 use crate::pipeline::runner::{GeneratePodcastPayload, job_key};
-use crate::providers::speech::{SpeechProvider, default_voices, voice_speaks};
 use crate::progress::{self, EventKind, LibraryChange, LibraryNotice, NewEvent};
+use crate::providers::speech::{SpeechProvider, default_voices, voice_speaks};
 
 /// Topic length, characters (after trimming). One character is enough: in
 /// Chinese or Japanese one is a topic ("猫", cat). The API's descriptions
@@ -125,7 +125,11 @@ pub fn validate(viewer: &Viewer, req: GenerationRequest) -> ApiResult<NewPodcast
 /// Errors: BAD_USER_INPUT naming the first field at fault: `input.language`
 /// when no voice speaks it, `input.hosts[i].voice` for an unknown voice or
 /// one that does not speak the language.
-pub fn validate_with(viewer: &Viewer, req: GenerationRequest, speech: Option<&dyn SpeechProvider>) -> ApiResult<NewPodcast> {
+pub fn validate_with(
+    viewer: &Viewer,
+    req: GenerationRequest,
+    speech: Option<&dyn SpeechProvider>,
+) -> ApiResult<NewPodcast> {
     let topic = validate_topic(&req.topic)?;
     if req.sources.len() > MAX_SOURCES {
         return Err(bad("input.sources", format!("at most {MAX_SOURCES} sources")));
@@ -534,51 +538,66 @@ pub async fn regenerate_audio(app: &App, viewer: &Viewer, id: PodcastId, voices:
         ));
     };
     if voices.is_empty() || voices.len() > *HOSTS.end() {
-        return Err(bad("hosts", format!("name 1 to {} hosts and their voices", HOSTS.end())));
+        return Err(bad(
+            "hosts",
+            format!("name 1 to {} hosts and their voices", HOSTS.end()),
+        ));
     }
     let cap = app.config.limits.max_active_generations;
-    let podcast = run!(app.pool, ApiError, async |conn| db::retry::transaction!(conn, ApiError, async |conn| {
-        podcasts::lock_owner(conn, viewer.user_id).await?;
-        let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
-            .await?
-            .ok_or(ApiError::NotFound("podcast"))?;
-        if podcast.status != PodcastStatus::Completed {
-            return Err(ApiError::Conflict(format!(
-                "only completed podcasts can be re-voiced; this one is {}",
-                podcast.status.as_str()
-            )));
-        }
-        let mut hosts: Vec<Host> = serde_json::from_value(podcast.hosts.clone()).map_err(anyhow::Error::from)?;
-        let offered = speech.voices();
-        for (i, v) in voices.iter().enumerate() {
-            let name = v.name.trim();
-            if voices[..i].iter().any(|o| o.name.trim().eq_ignore_ascii_case(name)) {
-                return Err(bad(&format!("hosts[{i}].name"), "each host may be named once"));
+    let podcast = run!(app.pool, ApiError, async |conn| db::retry::transaction!(
+        conn,
+        ApiError,
+        async |conn| {
+            podcasts::lock_owner(conn, viewer.user_id).await?;
+            let podcast = podcasts::lock_owned(conn, viewer.user_id, id)
+                .await?
+                .ok_or(ApiError::NotFound("podcast"))?;
+            if podcast.status != PodcastStatus::Completed {
+                return Err(ApiError::Conflict(format!(
+                    "only completed podcasts can be re-voiced; this one is {}",
+                    podcast.status.as_str()
+                )));
             }
-            let Some(host) = hosts.iter_mut().find(|h| h.name.eq_ignore_ascii_case(name)) else {
-                return Err(bad(&format!("hosts[{i}].name"), format!("{name:?} is not a host of this podcast")));
-            };
-            let id = v.voice.trim();
-            match offered.iter().find(|o| o.id == id) {
-                None => return Err(bad(&format!("hosts[{i}].voice"), format!("unknown voice {id:?}; see the voices query"))),
-                Some(o) if !voice_speaks(o, &podcast.language) => {
-                    return Err(bad(
-                        &format!("hosts[{i}].voice"),
-                        format!("voice {id:?} does not speak {:?}", podcast.language),
-                    ));
+            let mut hosts: Vec<Host> = serde_json::from_value(podcast.hosts.clone()).map_err(anyhow::Error::from)?;
+            let offered = speech.voices();
+            for (i, v) in voices.iter().enumerate() {
+                let name = v.name.trim();
+                if voices[..i].iter().any(|o| o.name.trim().eq_ignore_ascii_case(name)) {
+                    return Err(bad(&format!("hosts[{i}].name"), "each host may be named once"));
                 }
-                Some(_) => host.voice = Some(id.to_owned()),
+                let Some(host) = hosts.iter_mut().find(|h| h.name.eq_ignore_ascii_case(name)) else {
+                    return Err(bad(
+                        &format!("hosts[{i}].name"),
+                        format!("{name:?} is not a host of this podcast"),
+                    ));
+                };
+                let id = v.voice.trim();
+                match offered.iter().find(|o| o.id == id) {
+                    None => {
+                        return Err(bad(
+                            &format!("hosts[{i}].voice"),
+                            format!("unknown voice {id:?}; see the voices query"),
+                        ));
+                    }
+                    Some(o) if !voice_speaks(o, &podcast.language) => {
+                        return Err(bad(
+                            &format!("hosts[{i}].voice"),
+                            format!("voice {id:?} does not speak {:?}", podcast.language),
+                        ));
+                    }
+                    Some(_) => host.voice = Some(id.to_owned()),
+                }
             }
+            // Hosts from before speech was on have no voice yet: give them defaults.
+            assign_voices(speech, &podcast.language, &mut hosts, "input")?;
+            check_cap(conn, viewer, cap).await?;
+            podcasts::set_hosts(conn, id, &serde_json::to_value(&hosts).map_err(anyhow::Error::from)?).await?;
+            db::generation::delete_checkpoint(conn, id, crate::domain::StageKind::Synthesis).await?;
+            let podcast = podcasts::requeue(conn, id).await?;
+            enqueue_generation(conn, id, app.config.jobs.max_attempts).await?;
+            Ok(podcast)
         }
-        // Hosts from before speech was on have no voice yet: give them defaults.
-        assign_voices(speech, &podcast.language, &mut hosts, "input")?;
-        check_cap(conn, viewer, cap).await?;
-        podcasts::set_hosts(conn, id, &serde_json::to_value(&hosts).map_err(anyhow::Error::from)?).await?;
-        db::generation::delete_checkpoint(conn, id, crate::domain::StageKind::Synthesis).await?;
-        let podcast = podcasts::requeue(conn, id).await?;
-        enqueue_generation(conn, id, app.config.jobs.max_attempts).await?;
-        Ok(podcast)
-    }))?;
+    ))?;
     app.jobs_enqueued().await;
     app.hub.publish_library(LibraryNotice {
         user: viewer.user_id,
@@ -654,13 +673,10 @@ mod tests {
             ("input.hosts[0].persona", MAX_PERSONA_CHARS, |r, v| {
                 r.hosts = vec![
                     Host {
-                        name: "Ada".into(),
                         persona: Some(v),
+                        ..Host::named("Ada")
                     },
-                    Host {
-                        name: "Bo".into(),
-                        persona: None,
-                    },
+                    Host::named("Bo"),
                 ]
             }),
         ];

@@ -178,7 +178,12 @@ pub async fn stage_outputs(
 /// The finished episode file of a podcast the caller has already read
 /// (ownership was checked then); `None` until it has audio.
 pub async fn audio(app: &App, id: PodcastId) -> ApiResult<Option<crate::db::media::Media>> {
-    run!(app.pool, ApiError, async |conn| Ok(crate::db::media::find(conn, id, crate::db::media::EPISODE).await?))
+    run!(app.pool, ApiError, async |conn| Ok(crate::db::media::find(
+        conn,
+        id,
+        crate::db::media::EPISODE
+    )
+    .await?))
 }
 
 /// The research stage's whole output of a podcast the caller has already

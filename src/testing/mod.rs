@@ -172,7 +172,10 @@ pub fn test_config(database_url: &str) -> Config {
     vars.insert("PODFORGE_TTS", "none".to_owned());
     // Media objects in a directory of this test's own (the URL names its database).
     let digest = Sha256::digest(database_url.as_bytes());
-    let dir = std::env::temp_dir().join(format!("podforge-test-media-{:x}", u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())));
+    let dir = std::env::temp_dir().join(format!(
+        "podforge-test-media-{:x}",
+        u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+    ));
     vars.insert("PODFORGE_MEDIA_DIR", dir.display().to_string());
     #[expect(clippy::expect_used, reason = "test support: the fixed configuration is valid")]
     Config::from_lookup(&move |k| vars.get(k).cloned()).expect("test configuration")

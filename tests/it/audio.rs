@@ -20,7 +20,11 @@ async fn app(llm: &MockProvider, speech: &MockSpeech) -> TestApp {
     app_with(llm, speech, |_| {}).await
 }
 
-async fn app_with(llm: &MockProvider, speech: &MockSpeech, edit: impl FnOnce(&mut podforge::config::Config)) -> TestApp {
+async fn app_with(
+    llm: &MockProvider,
+    speech: &MockSpeech,
+    edit: impl FnOnce(&mut podforge::config::Config),
+) -> TestApp {
     let (openai, tts) = (llm.openai_url(), speech.base_url());
     TestApp::with_workers(move |c| {
         c.providers.llm = LlmChoice::OpenAi;
@@ -121,10 +125,17 @@ async fn a_generation_ends_with_a_mixed_tagged_mp3_that_the_api_describes() {
         .iter()
         .map(|t| {
             let voice = if t["speaker"] == "Ada" { v1 } else { v2 };
-            (voice.to_owned(), podforge::providers::speech::speakable(t["text"].as_str().unwrap(), "en"))
+            (
+                voice.to_owned(),
+                podforge::providers::speech::speakable(t["text"].as_str().unwrap(), "en"),
+            )
         })
         .collect();
-    assert_eq!(calls.len(), distinct.len(), "one speech call per distinct line (a repeated line is read once)");
+    assert_eq!(
+        calls.len(),
+        distinct.len(),
+        "one speech call per distinct line (a repeated line is read once)"
+    );
     for t in &all {
         let voice = if t["speaker"] == "Ada" { v1 } else { v2 };
         let said = podforge::providers::speech::speakable(t["text"].as_str().unwrap(), "en");
@@ -154,7 +165,10 @@ async fn a_generation_ends_with_a_mixed_tagged_mp3_that_the_api_describes() {
     assert_eq!(file.len() as u64, audio["bytes"].as_u64().unwrap());
     let decoded = decode_mp3(&file).unwrap();
     let secs = decoded.samples.len() as f64 / f64::from(decoded.channels) / f64::from(decoded.sample_rate);
-    assert!((secs - duration).abs() / duration < 0.02, "decoded {secs:.2} s, reported {duration:.2} s");
+    assert!(
+        (secs - duration).abs() / duration < 0.02,
+        "decoded {secs:.2} s, reported {duration:.2} s"
+    );
     assert_eq!(decoded.sample_rate, 44_100);
     let loud = podforge::media::loudness::measure(&decoded.samples, decoded.channels, decoded.sample_rate).unwrap();
     assert!((loud.integrated_lufs + 16.0).abs() <= 1.0, "{loud:?}");
@@ -185,7 +199,11 @@ async fn a_generation_ends_with_a_mixed_tagged_mp3_that_the_api_describes() {
         let voice = if t["speaker"] == "Ada" { v1 } else { v2 };
         let f0 = podforge::media::analysis::median_f0(&window(t), rate).unwrap();
         let want = tone_hz(voice);
-        assert!((f0 - want).abs() / want < 0.05, "{} heard at {f0:.1} Hz, voice {voice} is {want:.1} Hz", t["speaker"]);
+        assert!(
+            (f0 - want).abs() / want < 0.05,
+            "{} heard at {f0:.1} Hz, voice {voice} is {want:.1} Hz",
+            t["speaker"]
+        );
     }
 }
 
@@ -196,7 +214,10 @@ async fn media_urls_serve_ranges_and_refuse_anything_unsigned() {
     let (llm, speech) = (MockProvider::start().await.unwrap(), MockSpeech::start().await.unwrap());
     let (app, user) = app(&llm, &speech).await.with_user().await;
     let id = started(&app, &user, 1).await;
-    assert_eq!(wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await["status"], "COMPLETED");
+    assert_eq!(
+        wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await["status"],
+        "COMPLETED"
+    );
     let p = episode(&app, &user, &id).await;
     let url = p["audio"]["url"].as_str().unwrap().to_owned();
     let size = p["audio"]["bytes"].as_u64().unwrap();
@@ -232,9 +253,20 @@ async fn media_urls_serve_ranges_and_refuse_anything_unsigned() {
     // Forged, expired, unsigned and re-pointed URLs: 403, same body.
     let (path, query) = url.split_once('?').unwrap();
     let forged = format!("{path}?{}", query.replace("sig=", "sig=A"));
-    let expired_q = app.app.signer.sign(path.split("/media/").nth(1).unwrap(), chrono::Utc::now().timestamp() - 1);
-    let other = app.app.signer.sign("podcasts/x/episode-y.mp3", chrono::Utc::now().timestamp() + 60);
-    let repointed = format!("{}/media/podcasts/{}/episode-0.mp3?{}", app.app.public_origin(), uuid::Uuid::new_v4(), query);
+    let expired_q = app.app.signer.sign(
+        path.split("/media/").nth(1).unwrap(),
+        chrono::Utc::now().timestamp() - 1,
+    );
+    let other = app
+        .app
+        .signer
+        .sign("podcasts/x/episode-y.mp3", chrono::Utc::now().timestamp() + 60);
+    let repointed = format!(
+        "{}/media/podcasts/{}/episode-0.mp3?{}",
+        app.app.public_origin(),
+        uuid::Uuid::new_v4(),
+        query
+    );
     for bad in [
         forged,
         format!("{path}?{expired_q}"),
@@ -264,12 +296,18 @@ async fn media_urls_serve_ranges_and_refuse_anything_unsigned() {
 
     // Deleting the podcast deletes its media: the signed URL now finds nothing.
     let v = app
-        .gql("mutation($id: ID!) { deletePodcast(id: $id) }", json!({"id": id}), Some(&user.token))
+        .gql(
+            "mutation($id: ID!) { deletePodcast(id: $id) }",
+            json!({"id": id}),
+            Some(&user.token),
+        )
         .await;
     assert!(v["errors"].is_null(), "{v}");
     assert_eq!(fetch(&app, &url, &[]).await.status(), 404);
     let mut conn = app.app.pool.get().await.unwrap();
-    let rows = podforge::db::media::find(&mut conn, id.parse().unwrap(), "episode").await.unwrap();
+    let rows = podforge::db::media::find(&mut conn, id.parse().unwrap(), "episode")
+        .await
+        .unwrap();
     assert!(rows.is_none());
 }
 
@@ -280,7 +318,11 @@ async fn voices_are_listed_chosen_and_checked_before_queueing() {
     let (llm, speech) = (MockProvider::start().await.unwrap(), MockSpeech::start().await.unwrap());
     let (app, user) = app(&llm, &speech).await.with_user().await;
     let v = app
-        .gql("{ voices(language: \"en\") { id name languages gender provider previewUrl } }", json!({}), None)
+        .gql(
+            "{ voices(language: \"en\") { id name languages gender provider previewUrl } }",
+            json!({}),
+            None,
+        )
         .await;
     let voices = v["data"]["voices"].as_array().unwrap_or_else(|| panic!("{v}"));
     assert!(voices.len() >= 6, "{v}");
@@ -291,11 +333,18 @@ async fn voices_are_listed_chosen_and_checked_before_queueing() {
     let r = fetch(&app, preview, &[]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "audio/wav");
-    assert!(podforge::media::Clip::from_wav(&r.bytes().await.unwrap()).unwrap().duration_secs() > 0.5);
+    assert!(
+        podforge::media::Clip::from_wav(&r.bytes().await.unwrap())
+            .unwrap()
+            .duration_secs()
+            > 0.5
+    );
     assert_eq!(fetch(&app, preview, &[]).await.status(), 200);
     assert_eq!(speech.calls().len(), 1, "a preview is synthesized once");
     assert_eq!(
-        fetch(&app, &preview.replace(voices[0]["id"].as_str().unwrap(), "nobody"), &[]).await.status(),
+        fetch(&app, &preview.replace(voices[0]["id"].as_str().unwrap(), "nobody"), &[])
+            .await
+            .status(),
         404
     );
 
@@ -317,7 +366,9 @@ async fn voices_are_listed_chosen_and_checked_before_queueing() {
     assert_eq!(error_code(&v), Some("BAD_USER_INPUT"), "{v}");
     assert_eq!(v["errors"][0]["extensions"]["field"], "input.language", "{v}");
     // Only the first request was queued.
-    let v = app.gql("{ podcasts { totalCount } }", json!({}), Some(&user.token)).await;
+    let v = app
+        .gql("{ podcasts { totalCount } }", json!({}), Some(&user.token))
+        .await;
     assert_eq!(v["data"]["podcasts"]["totalCount"], 1, "{v}");
 }
 
@@ -343,16 +394,30 @@ async fn retries_and_revoicing_synthesize_only_what_is_missing() {
     let failed = wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await;
     assert_eq!(failed["status"], "FAILED", "{failed}");
     assert_eq!(failed["error"]["code"], "TTS_UNAUTHORIZED", "{failed}");
-    assert!(failed["error"]["message"].as_str().unwrap().contains(" of "), "{failed}");
+    assert!(
+        failed["error"]["message"].as_str().unwrap().contains(" of "),
+        "{failed}"
+    );
     let before = speech.calls().len();
-    let seen: Vec<(String, Option<SpeechFault>)> = speech.calls().iter().map(|c| (c.input.chars().take(30).collect(), c.fault.clone())).collect();
+    let seen: Vec<(String, Option<SpeechFault>)> = speech
+        .calls()
+        .iter()
+        .map(|c| (c.input.chars().take(30).collect(), c.fault.clone()))
+        .collect();
     assert_eq!(before, 6, "five clips, then the refused one: {seen:?}");
 
     let v = app
-        .gql("mutation($id: ID!) { retryGeneration(id: $id) { id } }", json!({"id": id}), Some(&user.token))
+        .gql(
+            "mutation($id: ID!) { retryGeneration(id: $id) { id } }",
+            json!({"id": id}),
+            Some(&user.token),
+        )
         .await;
     assert!(v["errors"].is_null(), "{v}");
-    assert_eq!(wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await["status"], "COMPLETED");
+    assert_eq!(
+        wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await["status"],
+        "COMPLETED"
+    );
     let p = episode(&app, &user, &id).await;
     let all = turns(&p);
     let ok_calls = speech
@@ -374,10 +439,19 @@ async fn retries_and_revoicing_synthesize_only_what_is_missing() {
     let lines = |who: Option<&str>| -> std::collections::HashSet<(String, String)> {
         all.iter()
             .filter(|t| who.is_none_or(|w| t["speaker"] == w))
-            .map(|t| (voice_of(&t["speaker"]), podforge::providers::speech::speakable(t["text"].as_str().unwrap(), "en")))
+            .map(|t| {
+                (
+                    voice_of(&t["speaker"]),
+                    podforge::providers::speech::speakable(t["text"].as_str().unwrap(), "en"),
+                )
+            })
             .collect()
     };
-    assert_eq!(ok_calls, lines(None).len(), "each distinct clip synthesized exactly once across both runs");
+    assert_eq!(
+        ok_calls,
+        lines(None).len(),
+        "each distinct clip synthesized exactly once across both runs"
+    );
 
     // Re-voice Grace only.
     let llm_calls = llm.calls().len();
@@ -393,7 +467,10 @@ async fn retries_and_revoicing_synthesize_only_what_is_missing() {
     assert!(v["errors"].is_null(), "{v}");
     assert_eq!(v["data"]["regenerateAudio"]["status"], "QUEUED");
     let mark = speech.calls().len();
-    assert_eq!(wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await["status"], "COMPLETED");
+    assert_eq!(
+        wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await["status"],
+        "COMPLETED"
+    );
     let new_calls = &speech.calls()[mark..];
     assert_eq!(new_calls.len(), grace_turns, "only Grace's turns are read again");
     assert!(new_calls.iter().all(|c| c.voice == "shimmer"));
@@ -460,7 +537,10 @@ async fn speech_faults_end_as_a_retry_or_a_clear_code() {
             Some(code) => {
                 assert_eq!(p["status"], "FAILED", "{fault:?}: {p}");
                 assert_eq!(p["error"]["code"], code, "{fault:?}: {p}");
-                assert!(p["error"]["message"].as_str().unwrap().contains("turn 1 of"), "{fault:?}: {p}");
+                assert!(
+                    p["error"]["message"].as_str().unwrap().contains("turn 1 of"),
+                    "{fault:?}: {p}"
+                );
                 assert!(q["audio"].is_null(), "{fault:?}: no audio is published: {q}");
             }
         }
@@ -506,13 +586,21 @@ async fn the_embedded_voices_read_an_episode_that_measures_as_promised() {
     };
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let audio = &done["audio"];
-    let file = fetch(&app, audio["url"].as_str().unwrap(), &[]).await.bytes().await.unwrap().to_vec();
+    let file = fetch(&app, audio["url"].as_str().unwrap(), &[])
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
     let decoded = decode_mp3(&file).unwrap();
     assert_eq!(decoded.channels, 1);
     let rate = decoded.sample_rate;
     let secs = decoded.samples.len() as f64 / f64::from(rate);
     let reported = audio["durationSeconds"].as_f64().unwrap();
-    assert!((secs - reported).abs() / reported < 0.02, "decoded {secs:.2} s, reported {reported:.2} s");
+    assert!(
+        (secs - reported).abs() / reported < 0.02,
+        "decoded {secs:.2} s, reported {reported:.2} s"
+    );
     let loud = podforge::media::loudness::measure(&decoded.samples, 1, rate).unwrap();
     assert!((loud.integrated_lufs + 16.0).abs() <= 1.0, "{loud:?}");
     assert!(loud.true_peak_dbtp <= -1.0 + 0.05, "{loud:?}");
@@ -544,5 +632,8 @@ async fn the_embedded_voices_read_an_episode_that_measures_as_promised() {
     };
     let (ada, grace) = (pitch("Ada"), pitch("Grace"));
     eprintln!("median pitch: Ada (af_heart) {ada:.0} Hz, Grace (am_michael) {grace:.0} Hz; {secs:.1} s, {loud:?}");
-    assert!(ada - grace > 25.0, "af_heart sounds higher than am_michael: {ada:.0} vs {grace:.0} Hz");
+    assert!(
+        ada - grace > 25.0,
+        "af_heart sounds higher than am_michael: {ada:.0} vs {grace:.0} Hz"
+    );
 }

@@ -198,7 +198,10 @@ fn assert_listenable(episode: &Value, mp3: &[u8], turns: &[&podforge::pipeline::
     let rate = decoded.sample_rate;
     let secs = decoded.samples.len() as f64 / f64::from(decoded.channels) / f64::from(rate);
     let reported = audio["durationSeconds"].as_f64().unwrap();
-    assert!((secs - reported).abs() / reported < 0.02, "decoded {secs:.2} s, reported {reported:.2} s");
+    assert!(
+        (secs - reported).abs() / reported < 0.02,
+        "decoded {secs:.2} s, reported {reported:.2} s"
+    );
     let loud = measure(&decoded.samples, decoded.channels, rate).unwrap();
     assert!((loud.integrated_lufs + 16.0).abs() <= 1.0, "{loud:?}");
     assert!(loud.true_peak_dbtp <= -1.0 + 0.05, "{loud:?}");
@@ -207,7 +210,12 @@ fn assert_listenable(episode: &Value, mp3: &[u8], turns: &[&podforge::pipeline::
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["title"].as_str().unwrap().to_owned(), c["startSeconds"].as_f64().unwrap()))
+        .map(|c| {
+            (
+                c["title"].as_str().unwrap().to_owned(),
+                c["startSeconds"].as_f64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(chapters.len(), reported.len(), "{chapters:?}");
     for (c, (title, start)) in chapters.iter().zip(&reported) {
@@ -233,5 +241,8 @@ fn assert_listenable(episode: &Value, mp3: &[u8], turns: &[&podforge::pipeline::
     };
     let (ada, grace) = (pitch("Ada").unwrap(), pitch("Grace").unwrap());
     eprintln!("median pitch: Ada {ada:.0} Hz, Grace {grace:.0} Hz");
-    assert!((ada - grace).abs() > 25.0, "two voices apart by pitch: Ada {ada:.0} Hz, Grace {grace:.0} Hz");
+    assert!(
+        (ada - grace).abs() > 25.0,
+        "two voices apart by pitch: Ada {ada:.0} Hz, Grace {grace:.0} Hz"
+    );
 }

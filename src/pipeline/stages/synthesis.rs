@@ -171,7 +171,12 @@ impl SynthesisStage {
             a.speed,
             &line.text,
         );
-        if a.store.head(&key).await.map_err(|e| store_error("reading a clip", &e))?.is_some() {
+        if a.store
+            .head(&key)
+            .await
+            .map_err(|e| store_error("reading a clip", &e))?
+            .is_some()
+        {
             let bytes = a.store.get(&key).await.map_err(|e| store_error("reading a clip", &e))?;
             // A damaged clip is synthesized again rather than trusted.
             if let Ok(clip) = Clip::from_wav(&bytes)
@@ -199,7 +204,12 @@ impl SynthesisStage {
                 Err(e) if e.retryable() && attempt < a.attempts.max(1) => {
                     let delay = e.retry_after().unwrap_or_else(|| a.backoff.delay(attempt));
                     let key = format!("{}:{label}:attempt{attempt}", ctx.attempt);
-                    let message = format!("{label} ({}) failed ({}); trying again in {:.1} s", line.speaker, e.code(), delay.as_secs_f64());
+                    let message = format!(
+                        "{label} ({}) failed ({}); trying again in {:.1} s",
+                        line.speaker,
+                        e.code(),
+                        delay.as_secs_f64()
+                    );
                     if let Err(err) = ctx.retrying(&key, message, delay).await {
                         tracing::warn!(error = %err, "recording a RETRYING event failed");
                     }
@@ -209,7 +219,10 @@ impl SynthesisStage {
                 Err(e) if e.retryable() => {
                     return Err(StageError::fatal(
                         FailureCode::TtsFailed,
-                        format!("{label} ({}) could not be synthesized after {attempt} attempts: {e}", line.speaker),
+                        format!(
+                            "{label} ({}) could not be synthesized after {attempt} attempts: {e}",
+                            line.speaker
+                        ),
                     ));
                 }
                 Err(e) => {
@@ -218,7 +231,10 @@ impl SynthesisStage {
             }
         };
         let wav = clip.to_wav().map_err(media_error)?;
-        a.store.put(&key, wav).await.map_err(|e| store_error("storing a clip", &e))?;
+        a.store
+            .put(&key, wav)
+            .await
+            .map_err(|e| store_error("storing a clip", &e))?;
         Ok(Spoken {
             position: line.position,
             segment: line.segment,
@@ -240,17 +256,19 @@ impl Stage for SynthesisStage {
         let assembly: Assembly = previous(ctx, StageKind::Assembly)?;
         let hosts = hosts(ctx);
         let language = ctx.podcast.language.clone();
-        let voices = voices_for(a.speech.as_ref(), &hosts, &language)
-            .map_err(|e| StageError::fatal(e.code(), e.to_string()))?;
+        let voices =
+            voices_for(a.speech.as_ref(), &hosts, &language).map_err(|e| StageError::fatal(e.code(), e.to_string()))?;
         let voice_of: BTreeMap<String, String> = hosts.iter().map(|h| h.name.clone()).zip(voices.clone()).collect();
         let fallback = voices.first().cloned().unwrap_or_default();
         let (lines, segments) = lines(&assembly, &script, &voice_of, &fallback, &language);
         if lines.is_empty() {
-            return Err(StageError::fatal(FailureCode::TtsEmptyText, "the script has nothing to read aloud"));
+            return Err(StageError::fatal(
+                FailureCode::TtsEmptyText,
+                "the script has nothing to read aloud",
+            ));
         }
-        let total_turns = assembly.intro.len()
-            + script.segments.iter().map(|s| s.turns.len()).sum::<usize>()
-            + assembly.outro.len();
+        let total_turns =
+            assembly.intro.len() + script.segments.iter().map(|s| s.turns.len()).sum::<usize>() + assembly.outro.len();
         let done = AtomicUsize::new(0);
         let n = lines.len();
         let (lines, done) = (&lines, &done);
@@ -270,7 +288,10 @@ impl Stage for SynthesisStage {
                     });
                     let message = format!("turn {} of {total_turns} read by {}", line.position + 1, line.speaker);
                     let key = format!("turn:{}", line.position);
-                    if let Err(e) = ctx.artifact(&key, &message, data, 0.85 * finished as f32 / n as f32).await {
+                    if let Err(e) = ctx
+                        .artifact(&key, &message, data, 0.85 * finished as f32 / n as f32)
+                        .await
+                    {
                         tracing::warn!(error = %e, "recording a synthesis ARTIFACT failed");
                     }
                     Ok::<_, StageError>(s)
@@ -297,12 +318,20 @@ impl Stage for SynthesisStage {
             ..EpisodeTags::default()
         };
         let (pauses, master) = (a.pauses, a.master);
-        let rendered = tokio::task::spawn_blocking(move || render(spoken, segments, total_turns, &titles, tags, &pauses, &master))
-            .await
-            .map_err(|e| StageError::fatal(FailureCode::AudioEncodingFailed, format!("the mixing task failed: {e}")))??;
-        ctx.artifact("mixed", "the episode is mixed and encoded", json!({ "durationSeconds": rendered.audio.duration_seconds }), 0.95)
-            .await
-            .map_err(|e| StageError::retryable(FailureCode::Internal, e.to_string()))?;
+        let rendered =
+            tokio::task::spawn_blocking(move || render(spoken, segments, total_turns, &titles, tags, &pauses, &master))
+                .await
+                .map_err(|e| {
+                    StageError::fatal(FailureCode::AudioEncodingFailed, format!("the mixing task failed: {e}"))
+                })??;
+        ctx.artifact(
+            "mixed",
+            "the episode is mixed and encoded",
+            json!({ "durationSeconds": rendered.audio.duration_seconds }),
+            0.95,
+        )
+        .await
+        .map_err(|e| StageError::retryable(FailureCode::Internal, e.to_string()))?;
         let key = episode_key(ctx.podcast.id, &rendered.audio.sha256);
         a.store
             .put(&key, rendered.file)
@@ -365,7 +394,10 @@ fn render(
         }
     }
     let loudness = mastered.decoded.unwrap_or(mastered.after);
-    let sha256: String = Sha256::digest(&mastered.file).iter().map(|b| format!("{b:02x}")).collect();
+    let sha256: String = Sha256::digest(&mastered.file)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(Rendered {
         audio: EpisodeAudio {
             key: String::new(),

@@ -518,7 +518,7 @@ async fn speech_faults_end_as_a_retry_or_a_clear_code() {
     futures_util::future::join_all(cases.into_iter().map(|(fault, times, code)| async move {
         let speech = MockSpeech::start().await.unwrap();
         speech.fault(fault.clone(), times);
-        let (app, user) = app_with(&llm, &speech, |c| {
+        let (app, user) = app_with(llm, &speech, |c| {
             c.speech.attempts = 2;
             c.speech.concurrency = 1;
         })

@@ -123,6 +123,13 @@ fn bounds_stated_in_descriptions_are_the_codes() {
         ),
         ("PodcastFilter.search", vec![(None, u(l::MAX_SEARCH_CHARS))]),
         ("Query.podcasts(first)", vec![(Some(0), l::MAX_PAGE_SIZE as u64)]),
+        (
+            "Audio.url(expiresInSeconds)",
+            vec![(
+                Some(podforge::graphql::types::MEDIA_URL_TTL_MIN as u64),
+                podforge::graphql::types::MEDIA_URL_TTL_MAX as u64,
+            )],
+        ),
     ];
     let doc = parse_schema(podforge::graphql::sdl()).unwrap();
     let mut stated = Vec::new();

@@ -177,7 +177,7 @@ async fn a_generation_ends_with_a_mixed_tagged_mp3_that_the_api_describes() {
     let chapters = read_chapters(&file).unwrap();
     let api: Vec<&Value> = p["chapters"].as_array().unwrap().iter().collect();
     assert_eq!(chapters.len(), api.len(), "{chapters:?} vs {api:?}");
-    assert!(chapters.len() >= 4, "intro, segments and outro");
+    assert!(chapters.len() >= 2, "a chapter per non-empty part: {chapters:?}");
     for (c, a) in chapters.iter().zip(&api) {
         assert_eq!(a["estimated"], false);
         assert_eq!(c.title, a["title"].as_str().unwrap());
@@ -386,9 +386,9 @@ async fn retries_and_revoicing_synthesize_only_what_is_missing() {
     .await
     .with_user()
     .await;
-    // The first run: 5 clips go through, then the provider refuses our
+    // The first run: 2 clips go through, then the provider refuses our
     // credentials (a fatal failure mid-stage).
-    speech.fault(SpeechFault::Stall(Duration::ZERO), 5);
+    speech.fault(SpeechFault::Stall(Duration::ZERO), 2);
     speech.fault(SpeechFault::Unauthorized, 1);
     let id = started(&app, &user, 2).await;
     let failed = wait_for(&app, &user, &id, &["COMPLETED", "FAILED"]).await;
@@ -404,7 +404,7 @@ async fn retries_and_revoicing_synthesize_only_what_is_missing() {
         .iter()
         .map(|c| (c.input.chars().take(30).collect(), c.fault.clone()))
         .collect();
-    assert_eq!(before, 6, "five clips, then the refused one: {seen:?}");
+    assert_eq!(before, 3, "two clips, then the refused one: {seen:?}");
 
     let v = app
         .gql(
@@ -515,7 +515,7 @@ async fn speech_faults_end_as_a_retry_or_a_clear_code() {
     ];
     let llm = MockProvider::start().await.unwrap();
     let llm = &llm;
-    futures_util::future::join_all(cases.into_iter().map(|(fault, times, code)| async move {
+    for (fault, times, code) in cases {
         let speech = MockSpeech::start().await.unwrap();
         speech.fault(fault.clone(), times);
         let (app, user) = app_with(llm, &speech, |c| {
@@ -544,8 +544,7 @@ async fn speech_faults_end_as_a_retry_or_a_clear_code() {
                 assert!(q["audio"].is_null(), "{fault:?}: no audio is published: {q}");
             }
         }
-    }))
-    .await;
+    }
 }
 
 /// The embedded Kokoro engine through the whole pipeline (the mock writes

@@ -123,6 +123,7 @@ fn bounds_stated_in_descriptions_are_the_codes() {
         ),
         ("PodcastFilter.search", vec![(None, u(l::MAX_SEARCH_CHARS))]),
         ("Query.podcasts(first)", vec![(Some(0), l::MAX_PAGE_SIZE as u64)]),
+        ("Mutation.regenerateAudio(hosts)", vec![range(g::HOSTS)]),
         (
             "Audio.url(expiresInSeconds)",
             vec![(

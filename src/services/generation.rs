@@ -500,13 +500,20 @@ pub async fn retry(app: &App, viewer: &Viewer, id: PodcastId) -> ApiResult<Podca
             Ok(podcast)
         }
     ))?;
+    requeued(app, viewer, id).await;
+    Ok(podcast)
+}
+
+/// After a commit that put the viewer's podcast `id` back in the queue
+/// ([`retry`], [`regenerate_audio`]): wakes the workers and tells the
+/// viewer's library subscribers.
+async fn requeued(app: &App, viewer: &Viewer, id: PodcastId) {
     app.jobs_enqueued().await;
     app.hub.publish_library(LibraryNotice {
         user: viewer.user_id,
         podcast: id,
         change: LibraryChange::Updated,
     });
-    Ok(podcast)
 }
 
 /// A host's new voice for [`regenerate_audio`].
@@ -598,12 +605,7 @@ pub async fn regenerate_audio(app: &App, viewer: &Viewer, id: PodcastId, voices:
             Ok(podcast)
         }
     ))?;
-    app.jobs_enqueued().await;
-    app.hub.publish_library(LibraryNotice {
-        user: viewer.user_id,
-        podcast: id,
-        change: LibraryChange::Updated,
-    });
+    requeued(app, viewer, id).await;
     Ok(podcast)
 }
 

@@ -339,15 +339,15 @@ impl Inner {
 #[async_trait::async_trait]
 impl SpeechProvider for KokoroProvider {
     fn name(&self) -> &str {
-        "kokoro"
+        PROVIDER_NAME
     }
 
     fn model(&self) -> &str {
-        "kokoro-v1.0-int8"
+        MODEL_NAME
     }
 
     fn voices(&self) -> Vec<VoiceInfo> {
-        catalog().iter().map(KokoroVoice::info).collect()
+        voice_infos()
     }
 
     fn max_input(&self) -> InputLimit {
@@ -367,6 +367,16 @@ impl SpeechProvider for KokoroProvider {
         clip.check()?;
         Ok(clip)
     }
+}
+
+/// [`SpeechProvider::name`] of the engine, loaded or not.
+pub const PROVIDER_NAME: &str = "kokoro";
+/// [`SpeechProvider::model`] of the engine (the int8 ONNX export of v1.0).
+pub const MODEL_NAME: &str = "kokoro-v1.0-int8";
+
+/// The catalog's voices as [`VoiceInfo`]s.
+fn voice_infos() -> Vec<VoiceInfo> {
+    catalog().iter().map(KokoroVoice::info).collect()
 }
 
 /// Kokoro loaded on first use: the service starts at once (loading takes
@@ -420,15 +430,15 @@ impl LazyKokoro {
 #[async_trait::async_trait]
 impl SpeechProvider for LazyKokoro {
     fn name(&self) -> &str {
-        "kokoro"
+        PROVIDER_NAME
     }
 
     fn model(&self) -> &str {
-        "kokoro-v1.0-int8"
+        MODEL_NAME
     }
 
     fn voices(&self) -> Vec<VoiceInfo> {
-        catalog().iter().map(KokoroVoice::info).collect()
+        voice_infos()
     }
 
     fn max_input(&self) -> InputLimit {
